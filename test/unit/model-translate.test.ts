@@ -1,0 +1,242 @@
+// Translation into Envoy resources: every generated resource decodes strictly against the Envoy
+// protos, the Kafka SNI sample translates to the research filter's static config, and the fields
+// agents read (typed configs, metadata, RBAC, CLAs) carry the model.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseConfigText } from '../../src/model/config-text.js';
+import { NodeAudience, nodeGroupKey } from '../../src/model/node-groups.js';
+import { encodeResource, translate, type Translation } from '../../src/model/translate.js';
+import { messageName, ResourceType } from '../../src/model/type-urls.js';
+import { validateConfig } from '../../src/model/validate.js';
+import { decodeToJson, encodeJson } from '../../src/proto/json.js';
+
+type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON traversal
+
+function translateDoc(doc: unknown): Translation {
+  const v = validateConfig(doc);
+  if (!v.ok) throw new Error(JSON.stringify(v.problems));
+  return translate(v);
+}
+
+/** Encodes strictly and decodes back: what an xDS client would see. */
+function served(t: Translation): { typeUrl: string; name: string; json: J }[] {
+  return t.resources.map((r) => {
+    const e = encodeResource(r);
+    return { typeUrl: r.typeUrl, name: r.name, json: decodeToJson(messageName(r.typeUrl), e.bytes) as J };
+  });
+}
+
+function find(t: Translation, typeUrl: string, name: string): J {
+  const r = served(t).find((x) => x.typeUrl === typeUrl && x.name === name);
+  if (!r) throw new Error(`no ${typeUrl} ${name}`);
+  return r.json;
+}
+
+const full = {
+  listeners: [
+    {
+      name: 'edge',
+      address: '0.0.0.0',
+      ports: ['5000-5010', 6000, '7000-7001'],
+      mode: 'xdp',
+      interface: 'eth1',
+      idleTimeout: '1m',
+      routes: [
+        { serverNames: ['a.test', '*.b.test'], cluster: 'a' },
+        { serverNames: ['c.test'], cluster: 'c', mode: 'skb' },
+      ],
+      cluster: 'fallback',
+    },
+    { name: 'plain', address: '::', port: 8080, mode: 'userspace', cluster: 'a', nodeSelector: { clusters: ['edge'] } },
+  ],
+  clusters: [
+    { name: 'a', lbPolicy: 'maglev', connectTimeout: '250ms', maxConnectAttempts: 3, healthCheck: { interval: '5s', timeout: '1s' }, endpoints: [{ address: '10.0.0.1', port: 9000, weight: 3, healthStatus: 'draining' }, { address: 'fd00::2', port: 9000 }] },
+    { name: 'c', lbPolicy: 'least_request', endpoints: [] },
+    { name: 'fallback', lbPolicy: 'ring_hash', endpoints: [{ address: '10.0.0.9', port: 1 }] },
+  ],
+  dropRules: [
+    { cidr: '192.168.3.0/24', listeners: ['edge'] },
+    { name: 'ssh', cidr: '2001:db8::/32', ports: [22, '5005-5006'] },
+    { name: 'elsewhere', cidr: '10.9.0.0/16', ports: [1] },
+  ],
+  resources: [{ '@type': 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration', name: 'r1', '@nodeSelector': { ids: ['n1'] } }],
+};
+
+describe('translation', () => {
+  it('every generated resource encodes strictly and decodes back to the same JSON', () => {
+    const t = translateDoc(full);
+    expect(t.resources.map((r) => `${messageName(r.typeUrl).split('.').pop()}/${r.name}`)).toEqual([
+      'Listener/edge',
+      'Listener/plain',
+      'Cluster/a',
+      'ClusterLoadAssignment/a',
+      'Cluster/c',
+      'ClusterLoadAssignment/c',
+      'Cluster/fallback',
+      'ClusterLoadAssignment/fallback',
+      'RouteConfiguration/r1',
+    ]);
+    for (const r of t.resources) {
+      const bytes = encodeJson(messageName(r.typeUrl), r.json, r.origin); // throws on any unknown field or bad value
+      expect(decodeToJson(messageName(r.typeUrl), bytes)).toBeTruthy();
+    }
+  });
+
+  it('listener: first port is the address, single extra ports are additional addresses, all ports in metadata', () => {
+    const l = find(translateDoc(full), ResourceType.Listener, 'edge');
+    expect(l['address']).toEqual({ socket_address: { address: '0.0.0.0', port_value: 5000 } });
+    expect(l['additional_addresses']).toEqual([{ address: { socket_address: { address: '0.0.0.0', port_value: 6000 } } }]);
+    expect(l['metadata'].filter_metadata.ebpf_xds).toEqual({
+      listener: 'edge',
+      mode: 'xdp',
+      interface: 'eth1',
+      ports: [
+        { start: 5000, end: 5010 },
+        { start: 6000, end: 6000 },
+        { start: 7000, end: 7001 },
+      ],
+    });
+    expect(l['listener_filters']).toEqual([{ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector' } }]);
+  });
+
+  it('one chain per SNI route, a default chain, filters by mode, drop rules as a leading RBAC DENY', () => {
+    const l = find(translateDoc(full), ResourceType.Listener, 'edge');
+    const chains = l['filter_chains'] as J[];
+    expect(chains.map((c) => c['filter_chain_match']?.server_names ?? null)).toEqual([['a.test', '*.b.test'], ['c.test'], null]);
+    for (const c of chains) expect(c['filters'][0].name).toBe('envoy.filters.network.rbac');
+    const rbac = chains[0]!['filters'][0].typed_config;
+    expect(rbac.rules.action).toBe('DENY');
+    expect(rbac.rules.policies['192.168.3.0/24']).toEqual({ permissions: [{ any: true }], principals: [{ direct_remote_ip: { address_prefix: '192.168.3.0', prefix_len: 24 } }] });
+    expect(rbac.rules.policies['ssh']).toEqual({
+      permissions: [{ or_rules: { rules: [{ destination_port: 22 }, { destination_port_range: { start: 5005, end: 5007 } }] } }],
+      principals: [{ direct_remote_ip: { address_prefix: '2001:db8::', prefix_len: 32 } }],
+    });
+    expect(rbac.rules.policies['elsewhere']).toBeUndefined(); // port 1 is not one of this listener's
+
+    const xdp = chains[0]!['filters'][1];
+    expect(xdp.name).toBe('ebpf_tcp_proxy_xdp');
+    expect(xdp.typed_config).toEqual({
+      '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.EbpfTcpProxyXDP',
+      interface_name: 'eth1',
+      tcp_proxy: { stat_prefix: 'edge_a', cluster: 'a', idle_timeout: '60s', max_connect_attempts: 3, hash_policy: [{ source_ip: {} }] },
+    });
+    const skb = chains[1]!['filters'][1];
+    expect(skb.name).toBe('ebpf_tcp_proxy_skb');
+    expect(skb.typed_config.tcp_proxy).toEqual({ stat_prefix: 'edge_c', cluster: 'c', idle_timeout: '60s' });
+    expect(chains[2]!['filters'][1].typed_config.tcp_proxy.cluster).toBe('fallback');
+
+    const plain = find(translateDoc(full), ResourceType.Listener, 'plain');
+    expect(plain['listener_filters']).toBeUndefined();
+    const f = plain['filter_chains'][0].filters;
+    // The only rules that could apply are scoped to "edge" or to ports this listener does not have.
+    expect(f.map((x: J) => x['name'])).toEqual(['envoy.filters.network.tcp_proxy']);
+    expect(f[0].typed_config).toMatchObject({ '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', cluster: 'a', stat_prefix: 'plain_a' });
+  });
+
+  it('clusters are EDS over ADS with lb policy, timeout and TCP health check; CLAs carry weights and health', () => {
+    const t = translateDoc(full);
+    expect(find(t, ResourceType.Cluster, 'a')).toEqual({
+      name: 'a',
+      type: 'EDS',
+      eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
+      connect_timeout: '0.25s',
+      lb_policy: 'MAGLEV',
+      health_checks: [{ timeout: '1s', interval: '5s', unhealthy_threshold: 3, healthy_threshold: 2, tcp_health_check: {} }],
+    });
+    expect(find(t, ResourceType.Cluster, 'c')['lb_policy']).toBe('LEAST_REQUEST');
+    expect(find(t, ResourceType.Cluster, 'c')['connect_timeout']).toBe('5s');
+    expect(find(t, ResourceType.Cluster, 'fallback')['lb_policy']).toBe('RING_HASH');
+    expect(find(t, ResourceType.ClusterLoadAssignment, 'a')).toEqual({
+      cluster_name: 'a',
+      endpoints: [
+        {
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 9000 } } }, load_balancing_weight: 3, health_status: 'DRAINING' },
+            { endpoint: { address: { socket_address: { address: 'fd00::2', port_value: 9000 } } }, load_balancing_weight: 1 },
+          ],
+        },
+      ],
+    });
+    expect(find(t, ResourceType.ClusterLoadAssignment, 'c')).toEqual({ cluster_name: 'c' });
+  });
+
+  it('node selectors narrow listeners, the clusters only they use, and raw resources', () => {
+    const doc = {
+      listeners: [
+        { name: 'everyone', address: '0.0.0.0', port: 1, mode: 'skb', cluster: 'shared' },
+        { name: 'edge-only', address: '0.0.0.0', port: 2, mode: 'skb', cluster: 'edge-backend', nodeSelector: { clusters: ['edge'] } },
+        { name: 'labelled', address: '0.0.0.0', port: 3, mode: 'skb', cluster: 'shared', nodeSelector: { labels: { rack: 'r1' } } },
+      ],
+      clusters: [
+        { name: 'shared', endpoints: [] },
+        { name: 'edge-backend', endpoints: [] },
+        { name: 'unused', endpoints: [] },
+      ],
+      resources: [{ '@type': 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration', name: 'only-n1', '@nodeSelector': { ids: ['n1'] } }],
+    };
+    const aud = new NodeAudience(translateDoc(doc));
+    const names = (node: { id: string; cluster: string; metadata: Record<string, unknown> }) => aud.resourcesFor(node).map((r) => `${r.typeUrl.split('.').pop()}/${r.name}`);
+    const plain = { id: 'n0', cluster: 'core', metadata: {} };
+    expect(names(plain)).toEqual(['Listener/everyone', 'Cluster/shared', 'ClusterLoadAssignment/shared', 'Cluster/unused', 'ClusterLoadAssignment/unused']);
+    const edge = { id: 'n1', cluster: 'edge', metadata: { rack: 'r1' } };
+    expect(names(edge)).toEqual([
+      'Listener/everyone',
+      'Listener/edge-only',
+      'Listener/labelled',
+      'Cluster/shared',
+      'ClusterLoadAssignment/shared',
+      'Cluster/edge-backend',
+      'ClusterLoadAssignment/edge-backend',
+      'Cluster/unused',
+      'ClusterLoadAssignment/unused',
+      'RouteConfiguration/only-n1',
+    ]);
+    // Nodes matching the same selectors share a match key (and so one resource list).
+    expect(aud.matchKey(plain)).toBe(aud.matchKey({ id: 'n7', cluster: 'other', metadata: { rack: 'r2' } }));
+    expect(aud.matchKey(edge)).not.toBe(aud.matchKey(plain));
+    // Group keys are stable identities, independent of the config.
+    expect(nodeGroupKey({ id: 'n1', cluster: 'edge', metadata: { b: '2', a: '1', n: 3 } })).toBe(nodeGroupKey({ id: 'n1', cluster: 'edge', metadata: { a: '1', b: '2' } }));
+  });
+});
+
+describe('the Kafka SNI sample', () => {
+  it('translates envoy/examples/kafka-sni/config.yaml into the equivalent of the original static config', () => {
+    const model = parseConfigText(readFileSync('envoy/examples/kafka-sni/config.yaml', 'utf8'));
+    const original = parseConfigText(readFileSync('envoy/examples/kafka-sni/static-envoy.yaml', 'utf8'));
+    if (!model.ok || !original.ok) throw new Error('example files do not parse');
+    // The original is itself checked strictly against the Envoy Bootstrap proto.
+    const boot = decodeToJson('envoy.config.bootstrap.v3.Bootstrap', encodeJson('envoy.config.bootstrap.v3.Bootstrap', original.value)) as J;
+    const t = translateDoc(model.value);
+    const listeners = served(t).filter((r) => r.typeUrl === ResourceType.Listener);
+    expect(listeners).toHaveLength(1);
+    const ours = listeners[0]!.json;
+    const theirs = boot['static_resources'].listeners[0] as J;
+
+    // Behaviour-relevant parts: where it listens, the listener filters, and per chain the match and
+    // the filter with its typed config. Stat prefixes and chain names are naming, not behaviour.
+    const chainView = (c: J) => ({
+      match: c['filter_chain_match'],
+      filters: (c['filters'] as J[]).map((f) => {
+        const tc = { ...f['typed_config'] };
+        delete tc.stat_prefix;
+        if (tc.tcp_proxy) tc.tcp_proxy = { ...tc.tcp_proxy, stat_prefix: undefined };
+        return { name: f['name'], typed_config: JSON.parse(JSON.stringify(tc)) };
+      }),
+    });
+    expect(ours['address']).toEqual(theirs['address']);
+    expect(ours['listener_filters']).toEqual(theirs['listener_filters']);
+    expect((ours['filter_chains'] as J[]).map(chainView)).toEqual((theirs['filter_chains'] as J[]).map(chainView));
+
+    const theirClusters = boot['static_resources'].clusters as J[];
+    const ourClusters = served(t).filter((r) => r.typeUrl === ResourceType.Cluster);
+    expect(ourClusters.map((c) => c.name)).toEqual(theirClusters.map((c) => c['name']));
+    for (const theirs of theirClusters) {
+      const mine = find(t, ResourceType.Cluster, theirs['name']);
+      expect(mine['lb_policy'] ?? 'ROUND_ROBIN').toBe(theirs['lb_policy'] ?? 'ROUND_ROBIN');
+      expect(Number.parseFloat(mine['connect_timeout'])).toBe(Number.parseFloat(theirs['connect_timeout']));
+      const cla = find(t, ResourceType.ClusterLoadAssignment, theirs['name']);
+      const endpoints = (e: J[]) => e.flatMap((x) => (x['lb_endpoints'] as J[]).map((l) => l['endpoint'].address.socket_address));
+      expect(endpoints(cla['endpoints'])).toEqual(endpoints(theirs['load_assignment'].endpoints));
+    }
+  });
+});
