@@ -1,0 +1,348 @@
+// Owns the encoded resources: one snapshot per node group, each type versioned on its own, and
+// every distinct resource version encoded into its Any (and delta Resource) exactly once, shared
+// by all streams and all groups that send it. The server reads snapshots and watches groups; it
+// never mutates them.
+import { createHash } from 'node:crypto';
+import type { Logger } from '../util/log.js';
+import { silentLogger } from '../util/log.js';
+import type { XdsMetrics } from './metrics.js';
+import { clusterEdsServiceName, TypeUrl, type XdsResource } from './resources.js';
+import { deltaResourceField, DiscoveryResponseField, DeltaResponseField, encodeAny, lenField, stringField } from './wire.js';
+
+/** Counts encodings; tests and the benchmark use it to prove that streams do not re-encode. */
+export interface EncodeStats {
+  any: number;
+  delta: number;
+}
+
+/** One resource version, immutable. Its wire forms are built on first use and then shared. */
+export class EncodedResource {
+  /** Per-resource version for delta xDS: a hash of the encoded bytes (DESIGN.md, versions). */
+  readonly version: string;
+  private any?: Buffer;
+  private sotw?: Buffer;
+  private delta?: Buffer;
+  private edsName?: string | null;
+
+  constructor(
+    readonly typeUrl: string,
+    readonly name: string,
+    readonly bytes: Buffer,
+    digest: Buffer,
+    /** Identity in the cache's intern table: type, name and full digest. */
+    readonly internKey: string,
+    private readonly onEncode: (kind: 'any' | 'delta') => void,
+  ) {
+    this.version = digest.subarray(0, 12).toString('base64url');
+  }
+
+  private anyBytes(): Buffer {
+    if (!this.any) {
+      this.any = encodeAny(this.typeUrl, this.bytes);
+      this.onEncode('any');
+    }
+    return this.any;
+  }
+
+  /** The `resources` element of a DiscoveryResponse (field 2, an Any). */
+  sotwField(): Buffer {
+    this.sotw ??= lenField(DiscoveryResponseField.resources, this.anyBytes());
+    return this.sotw;
+  }
+
+  /** The `resources` element of a DeltaDiscoveryResponse (field 2, a Resource). */
+  deltaField(): Buffer {
+    if (!this.delta) {
+      this.delta = deltaResourceField(this.name, this.version, this.anyBytes());
+      this.onEncode('delta');
+    }
+    return this.delta;
+  }
+
+  /** For clusters: the ClusterLoadAssignment name the cluster needs, if it uses EDS. */
+  edsServiceName(): string | undefined {
+    if (this.typeUrl !== TypeUrl.Cluster) return undefined;
+    if (this.edsName === undefined) {
+      try {
+        this.edsName = clusterEdsServiceName(this.bytes) ?? null;
+      } catch {
+        // Bytes that do not parse as a Cluster cannot name an EDS resource; nothing to refresh.
+        this.edsName = null;
+      }
+    }
+    return this.edsName ?? undefined;
+  }
+}
+
+/** All resources of one type in one group, with the type's version. Immutable. */
+export class TypeSnapshot {
+  /** Pre-encoded `version_info` / `system_version_info` (both field 1) and `type_url` (field 4). */
+  readonly versionField: Buffer;
+  readonly typeUrlField: Buffer;
+
+  constructor(
+    readonly typeUrl: string,
+    readonly version: string,
+    readonly resources: ReadonlyMap<string, EncodedResource>,
+  ) {
+    this.versionField = stringField(DiscoveryResponseField.versionInfo, version);
+    this.typeUrlField = stringField(DiscoveryResponseField.typeUrl, typeUrl);
+    // Same field numbers in DeltaDiscoveryResponse; keep the assumption checked where it is made.
+    if (DeltaResponseField.systemVersionInfo !== DiscoveryResponseField.versionInfo || DeltaResponseField.typeUrl !== DiscoveryResponseField.typeUrl) {
+      throw new Error('discovery response field numbers diverged; TypeSnapshot pre-encoding is wrong');
+    }
+  }
+}
+
+/** One node group's resources at one version. Immutable; replaced as a whole by setSnapshot. */
+export class GroupSnapshot {
+  constructor(
+    readonly group: string,
+    /** The version given to setSnapshot. */
+    readonly version: string,
+    private readonly types: ReadonlyMap<string, TypeSnapshot>,
+    private readonly empties: Map<string, TypeSnapshot>,
+    /** Version reported for types this group has never had: the group's first version. */
+    private readonly emptyVersion: string,
+  ) {}
+
+  /** The type's snapshot; a type the group has never had is empty at the group's first version. */
+  type(typeUrl: string): TypeSnapshot {
+    const t = this.types.get(typeUrl);
+    if (t) return t;
+    let e = this.empties.get(typeUrl);
+    if (!e) {
+      e = new TypeSnapshot(typeUrl, this.emptyVersion, new Map());
+      this.empties.set(typeUrl, e);
+    }
+    return e;
+  }
+
+  typeUrls(): string[] {
+    return [...this.types.keys()];
+  }
+
+  resourceCount(): number {
+    let n = 0;
+    for (const t of this.types.values()) n += t.resources.size;
+    return n;
+  }
+}
+
+/** What a watcher is told: the type URLs whose snapshot changed, or 'all' (group set or cleared). */
+export type GroupChange = ReadonlySet<string> | 'all';
+export type GroupListener = (change: GroupChange) => void;
+
+interface GroupState {
+  snapshot: GroupSnapshot;
+  types: Map<string, TypeSnapshot>;
+  /** Bumped when the same version is set again with different content, so versions stay unique. */
+  sameVersionCount: number;
+}
+
+interface Interned {
+  res: EncodedResource;
+  refs: number;
+}
+
+const NUMERIC = /^\d+$/;
+
+export class SnapshotCache {
+  private readonly logger: Logger;
+  private metrics: XdsMetrics | undefined;
+  private readonly states = new Map<string, GroupState>();
+  private readonly listeners = new Map<string, Set<GroupListener>>();
+  private readonly interned = new Map<string, Interned>();
+  private readonly encodes: EncodeStats = { any: 0, delta: 0 };
+  /** Empty-type snapshots survive group replacement so their identity (and version) is stable. */
+  private readonly empties = new Map<string, Map<string, TypeSnapshot>>();
+  private readonly emptyVersions = new Map<string, string>();
+
+  constructor(opts: { logger?: Logger; metrics?: XdsMetrics } = {}) {
+    this.logger = (opts.logger ?? silentLogger()).child({ component: 'xds-cache' });
+    this.metrics = opts.metrics;
+  }
+
+  /** Attaches metrics after construction (the server does this when the cache was built without). */
+  bindMetrics(metrics: XdsMetrics): void {
+    if (this.metrics === metrics) return;
+    this.metrics = metrics;
+    metrics.snapshotGroups.set(this.states.size);
+    metrics.cachedResources.set(this.interned.size);
+  }
+
+  /**
+   * Replaces the whole resource set of a node group. `version` comes from the persisted store
+   * revision and must not go backwards. A type whose (name, bytes) set did not change keeps its
+   * previous version, so it is not resent. Throws (and changes nothing) on invalid input.
+   */
+  setSnapshot(group: string, version: string, resources: XdsResource[]): void {
+    if (typeof group !== 'string' || group === '') throw new Error('setSnapshot: the node group name must be a non-empty string');
+    if (typeof version !== 'string' || version === '') throw new Error(`setSnapshot(${JSON.stringify(group)}): version must be a non-empty string`);
+    const prev = this.states.get(group);
+    if (prev && NUMERIC.test(version) && NUMERIC.test(prev.snapshot.version) && BigInt(version) < BigInt(prev.snapshot.version)) {
+      throw new Error(
+        `setSnapshot(${JSON.stringify(group)}): version ${version} is older than the current ${prev.snapshot.version}; ` +
+          'versions must never go backwards (derive them from the persisted store revision)',
+      );
+    }
+    const byType = this.groupByType(group, resources);
+
+    // Interning: the same (type, name, bytes) anywhere in the cache is one EncodedResource.
+    const newTypes = new Map<string, Map<string, EncodedResource>>();
+    for (const [typeUrl, list] of byType) {
+      const m = new Map<string, EncodedResource>();
+      for (const r of list) m.set(r.name, this.intern(r));
+      newTypes.set(typeUrl, m);
+    }
+
+    const sameVersionCount = prev && prev.snapshot.version === version ? prev.sameVersionCount + 1 : 0;
+    const typeVersion = sameVersionCount > 0 ? `${version}.${sameVersionCount}` : version;
+    const types = new Map<string, TypeSnapshot>();
+    const changed = new Set<string>();
+    const allTypes = new Set([...(prev?.types.keys() ?? []), ...newTypes.keys()]);
+    for (const typeUrl of allTypes) {
+      const before = prev?.types.get(typeUrl);
+      const after = newTypes.get(typeUrl) ?? new Map<string, EncodedResource>();
+      if (before && sameResources(before.resources, after)) {
+        types.set(typeUrl, before);
+        continue;
+      }
+      if (!before && after.size === 0) continue;
+      types.set(typeUrl, new TypeSnapshot(typeUrl, typeVersion, after));
+      changed.add(typeUrl);
+    }
+
+    if (!this.emptyVersions.has(group)) this.emptyVersions.set(group, version);
+    let empties = this.empties.get(group);
+    if (!empties) {
+      empties = new Map();
+      this.empties.set(group, empties);
+    }
+    const snapshot = new GroupSnapshot(group, version, types, empties, this.emptyVersions.get(group) as string);
+    this.states.set(group, { snapshot, types, sameVersionCount });
+    if (prev) this.release(prev);
+    this.metrics?.snapshotGroups.set(this.states.size);
+    this.metrics?.cachedResources.set(this.interned.size);
+    this.logger.debug({ group, version, types: types.size, changed: [...changed] }, 'snapshot set');
+    if (!prev) this.notify(group, 'all');
+    else if (changed.size > 0) this.notify(group, changed);
+  }
+
+  /** Removes a group's snapshot. Its streams keep what they have and get nothing new. */
+  clearSnapshot(group: string): void {
+    const prev = this.states.get(group);
+    if (!prev) return;
+    this.states.delete(group);
+    this.release(prev);
+    this.metrics?.snapshotGroups.set(this.states.size);
+    this.metrics?.cachedResources.set(this.interned.size);
+    this.notify(group, 'all');
+  }
+
+  groups(): string[] {
+    return [...this.states.keys()];
+  }
+
+  snapshot(group: string): GroupSnapshot | undefined {
+    return this.states.get(group)?.snapshot;
+  }
+
+  /** Calls `listener` (asynchronously, after setSnapshot returns) whenever the group changes. */
+  watch(group: string, listener: GroupListener): () => void {
+    let set = this.listeners.get(group);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(group, set);
+    }
+    set.add(listener);
+    return () => {
+      const s = this.listeners.get(group);
+      if (!s) return;
+      s.delete(listener);
+      if (s.size === 0) this.listeners.delete(group);
+    };
+  }
+
+  stats(): { groups: number; resources: number; encodes: EncodeStats } {
+    return { groups: this.states.size, resources: this.interned.size, encodes: { ...this.encodes } };
+  }
+
+  private groupByType(group: string, resources: XdsResource[]): Map<string, XdsResource[]> {
+    if (!Array.isArray(resources)) throw new Error(`setSnapshot(${JSON.stringify(group)}): resources must be an array`);
+    const byType = new Map<string, XdsResource[]>();
+    const seen = new Set<string>();
+    resources.forEach((r, i) => {
+      const where = `setSnapshot(${JSON.stringify(group)}): resources[${i}]`;
+      if (typeof r?.typeUrl !== 'string' || !/^[^/\s]+\/[A-Za-z_][\w.]*$/.test(r.typeUrl)) {
+        throw new Error(`${where}: typeUrl ${JSON.stringify(r?.typeUrl)} is not a type URL like "${TypeUrl.Cluster}"`);
+      }
+      if (typeof r.name !== 'string' || r.name === '') throw new Error(`${where}: a ${r.typeUrl} resource needs a non-empty name`);
+      if (!(r.bytes instanceof Uint8Array)) throw new Error(`${where} (${r.name}): bytes must be a Uint8Array with the encoded message`);
+      const key = `${r.typeUrl}\n${r.name}`;
+      if (seen.has(key)) {
+        // xds_protocol.rst, "Duplicate Resource Names": a response must not carry a name twice.
+        throw new Error(`${where}: duplicate ${r.typeUrl} resource named ${JSON.stringify(r.name)}; names must be unique per type`);
+      }
+      seen.add(key);
+      let list = byType.get(r.typeUrl);
+      if (!list) {
+        list = [];
+        byType.set(r.typeUrl, list);
+      }
+      list.push(r);
+    });
+    return byType;
+  }
+
+  private intern(r: XdsResource): EncodedResource {
+    const digest = createHash('sha256').update(r.bytes).digest();
+    const key = `${r.typeUrl}\n${r.name}\n${digest.toString('base64')}`;
+    let entry = this.interned.get(key);
+    if (!entry) {
+      const res = new EncodedResource(r.typeUrl, r.name, Buffer.from(r.bytes), digest, key, (kind) => {
+        this.encodes[kind]++;
+        this.metrics?.resourceEncodes.inc({ kind });
+      });
+      entry = { res, refs: 0 };
+      this.interned.set(key, entry);
+    }
+    entry.refs++;
+    return entry.res;
+  }
+
+  /** Drops the references a replaced snapshot held; resources nobody holds are forgotten. */
+  private release(state: GroupState): void {
+    for (const t of state.types.values()) {
+      for (const res of t.resources.values()) {
+        const entry = this.interned.get(res.internKey);
+        if (!entry) continue;
+        entry.refs--;
+        if (entry.refs <= 0) this.interned.delete(res.internKey);
+      }
+    }
+  }
+
+  private notify(group: string, change: GroupChange): void {
+    const set = this.listeners.get(group);
+    if (!set || set.size === 0) return;
+    const targets = [...set];
+    // After setSnapshot returns, so callers are never re-entered and one failing stream cannot
+    // break the caller or the other streams.
+    queueMicrotask(() => {
+      for (const l of targets) {
+        try {
+          l(change);
+        } catch (err) {
+          this.logger.error({ err, group }, 'snapshot watcher failed');
+        }
+      }
+    });
+  }
+}
+
+function sameResources(a: ReadonlyMap<string, EncodedResource>, b: ReadonlyMap<string, EncodedResource>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, res] of a) if (b.get(name) !== res) return false;
+  return true;
+}
