@@ -72,7 +72,8 @@ describe('docker-compose.yml', () => {
     const linter = new DCLinter({ rules: {}, quiet: true, debug: false, exclude: [] });
     const [result] = linter.lintFiles([COMPOSE_FILE], false);
     expect(result!.errorCount).toBe(0);
-    const notStyle = result!.messages.filter((m) => m.category !== 'style').map((m) => `${m.line}: ${m.rule}: ${m.message}`);
+    const messages = result!.messages as Array<{ category: string; line: number; rule: string; message: string }>;
+    const notStyle = messages.filter((m) => m.category !== 'style').map((m) => `${m.line}: ${m.rule}: ${m.message}`);
     expect(notStyle).toEqual([]);
   });
 

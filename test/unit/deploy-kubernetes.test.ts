@@ -216,7 +216,7 @@ describe('what the manifests promise', () => {
     expect(settings.cluster).toMatch(/\S/);
     expect(flag(args, '--control-plane')).toBe('$(EBPF_XDS_CONTROL_PLANE)');
     expect(flag(args, '--proxy')).toBe('embedded');
-    const metricsPort = (c.ports as Json[]).find((p) => p.name === 'metrics').containerPort;
+    const metricsPort = (c.ports as Json[]).find((p) => p.name === 'metrics')?.containerPort;
     expect(flag(args, '--metrics-port')).toBe(String(metricsPort));
     expect(c.livenessProbe.httpGet.path).toBe('/healthz');
     expect(c.readinessProbe.httpGet.path).toBe('/readyz');
