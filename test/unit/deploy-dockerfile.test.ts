@@ -7,11 +7,15 @@
 import { builtinModules } from 'node:module';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, posix, relative } from 'node:path';
-import dockerignore from '@balena/dockerignore';
+import dockerignoreModule, { type Ignore } from '@balena/dockerignore';
 import { DockerfileParser, type Copy, type Instruction, type JSONInstruction } from 'dockerfile-ast';
 import { validate } from 'dockerfile-utils';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../support/deploy-kubectl.js';
+
+// A CommonJS module whose typings declare an ES default export: under NodeNext the default import
+// is module.exports, the factory itself.
+const dockerignore = dockerignoreModule as unknown as (options?: { ignorecase?: boolean }) => Ignore;
 
 const text = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const dockerfile = DockerfileParser.parse(text);
