@@ -1,13 +1,14 @@
 // The `ebpf-xds` command. Each subcommand lives in src/cli/<name>.ts and registers itself here;
 // this file only wires them, so parts stay independent (see DESIGN.md, "Parts").
 import { Command } from 'commander';
+import { registerControlPlane } from './cli/control-plane.js';
 
 const program = new Command('ebpf-xds')
   .description('Envoy-compatible xDS control plane and node agent for eBPF-accelerated L4 middleboxes')
   .showHelpAfterError()
   .enablePositionalOptions();
 
-const registrations: Array<(p: Command) => void> = [];
+const registrations: Array<(p: Command) => void> = [registerControlPlane];
 for (const register of registrations) register(program);
 
 await program.parseAsync(process.argv);
