@@ -1,6 +1,7 @@
 // The `ebpf-xds` command. Each subcommand lives in src/cli/<name>.ts and registers itself here;
 // this file only wires them, so parts stay independent (see DESIGN.md, "Parts").
 import { Command } from 'commander';
+import { registerConfigCommands } from './cli/config-commands.js';
 import { registerControlPlane } from './cli/control-plane.js';
 
 const program = new Command('ebpf-xds')
@@ -8,7 +9,7 @@ const program = new Command('ebpf-xds')
   .showHelpAfterError()
   .enablePositionalOptions();
 
-const registrations: Array<(p: Command) => void> = [registerControlPlane];
+const registrations: Array<(p: Command) => void> = [registerControlPlane, registerConfigCommands];
 for (const register of registrations) register(program);
 
 await program.parseAsync(process.argv);
