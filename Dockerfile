@@ -28,7 +28,10 @@ COPY bin ./bin
 COPY proto ./proto
 COPY src ./src
 COPY bpf ./bpf
-RUN make -s -C bpf \
+# The BTF that vmlinux.h is generated from: the build host's, unless a file in the context is
+# named (docs/deploy.md, "The image").
+ARG VMLINUX_BTF=/sys/kernel/btf/vmlinux
+RUN make -s -C bpf VMLINUX_BTF="${VMLINUX_BTF}" \
     && npm prune --omit=dev --no-audit --no-fund
 
 # --- runtime --------------------------------------------------------------------------------
