@@ -48,7 +48,14 @@ export class DeltaStream extends XdsStream {
       return this.fail('RESOURCE_EXHAUSTED', 'too_many_names', `the stream now subscribes to ${ts.sub.size} names of ${typeUrl}; the limit is ${limits.maxNamesPerRequest} (server option maxNamesPerRequest)`);
     }
     this.applyChange(ts, change);
-    if (ts.sub.wildcard) for (const n of change.removed) ts.announce.add(n);
+    if (ts.sub.wildcard) {
+      // "Unsubscribing from Resources": the client cannot tell whether the wildcard still covers
+      // the name, so confirm it (resend) or deny it (removed_resources).
+      for (const n of change.removed) {
+        ts.announce.add(n);
+        ts.forced.add(n);
+      }
+    }
     if (first || change.removed.length > 0) ts.dirty = true;
     this.schedule();
   }

@@ -3,6 +3,7 @@
 // resource name shape and count. Pure: no I/O, no stream state.
 import type protobuf from 'protobufjs';
 import { protoRegistry } from '../proto/registry.js';
+import { wellFormedProblem } from './wire.js';
 
 export interface Locality {
   region: string;
@@ -71,6 +72,8 @@ export function preloadRequestTypes(): void {
 }
 
 export function decodeSotwRequest(buf: Uint8Array): SotwRequest | UndecodableRequest {
+  const problem = wellFormedProblem(buf);
+  if (problem) return { kind: 'undecodable', message: `malformed DiscoveryRequest: ${problem}` };
   let m: Plain;
   try {
     m = types().sotw.decode(buf) as unknown as Plain;
@@ -89,6 +92,8 @@ export function decodeSotwRequest(buf: Uint8Array): SotwRequest | UndecodableReq
 }
 
 export function decodeDeltaRequest(buf: Uint8Array): DeltaRequest | UndecodableRequest {
+  const problem = wellFormedProblem(buf);
+  if (problem) return { kind: 'undecodable', message: `malformed DeltaDiscoveryRequest: ${problem}` };
   let m: Plain;
   try {
     m = types().delta.decode(buf) as unknown as Plain;
@@ -139,13 +144,15 @@ function nodeInfo(v: unknown): NodeInfo | null {
   return info;
 }
 
-// protobufjs bundles google/protobuf/struct.proto with camelCase field names.
+// protobufjs bundles google/protobuf/struct.proto with camelCase field names. Decoded messages
+// carry defaults on their prototype, so only own properties tell which oneof member was sent.
 function valueToJson(v: Plain): unknown {
-  if ('structValue' in v && v['structValue']) return structToJson(v['structValue'] as Plain);
-  if ('listValue' in v && v['listValue']) return (((v['listValue'] as Plain)['values'] as Plain[] | undefined) ?? []).map(valueToJson);
-  if ('numberValue' in v && v['numberValue'] !== undefined) return v['numberValue'];
-  if ('stringValue' in v && v['stringValue'] !== undefined) return v['stringValue'];
-  if ('boolValue' in v && v['boolValue'] !== undefined) return v['boolValue'];
+  const has = (k: string): boolean => Object.prototype.hasOwnProperty.call(v, k) && v[k] !== null && v[k] !== undefined;
+  if (has('structValue')) return structToJson(v['structValue'] as Plain);
+  if (has('listValue')) return (((v['listValue'] as Plain)['values'] as Plain[] | undefined) ?? []).map(valueToJson);
+  if (has('stringValue')) return v['stringValue'];
+  if (has('numberValue')) return v['numberValue'];
+  if (has('boolValue')) return v['boolValue'];
   return null;
 }
 

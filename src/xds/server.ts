@@ -105,7 +105,7 @@ export class XdsServer {
     }
     for (const methods of byService.values()) {
       const impl: grpc.UntypedServiceImplementation = {};
-      for (const m of methods) impl[m.methodName] = m.kind === 'fetch' ? this.fetchHandler(m) : this.streamHandler(m);
+      for (const m of methods) impl[m.methodName] = m.kind === 'fetch' ? this.fetchHandler(m, methods) : this.streamHandler(m);
       this.server.addService(serviceDefinition(methods), impl);
     }
   }
@@ -186,13 +186,12 @@ export class XdsServer {
     };
   }
 
-  private fetchHandler(m: XdsMethod): grpc.handleUnaryCall<unknown, Buffer> {
+  private fetchHandler(m: XdsMethod, siblings: readonly XdsMethod[]): grpc.handleUnaryCall<unknown, Buffer> {
+    const streaming = siblings.filter((x) => x.kind !== 'fetch').map((x) => x.methodName);
+    const details = `${m.serviceName}/${m.methodName} (polling) is not supported; use the streaming ${streaming.join(' or ')}, or ADS`;
     return (_call, callback) => {
       this.metrics.rejectedRequests.inc({ reason: 'fetch_unimplemented' });
-      callback({
-        code: grpc.status.UNIMPLEMENTED,
-        details: `${m.methodName} (REST-style polling) is not supported; use ${m.label === 'ads' ? 'ADS' : `the streaming methods of ${m.serviceName}`} or ADS`,
-      });
+      callback({ code: grpc.status.UNIMPLEMENTED, details });
     };
   }
 }

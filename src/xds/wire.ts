@@ -159,3 +159,52 @@ export function readStringField(buf: Uint8Array, field: number): string {
   const b = readLenField(buf, field);
   return b ? utf8.decode(b) : '';
 }
+
+/**
+ * Checks that the top-level fields of a message are well-formed (tags, varints and lengths within
+ * bounds). protobufjs clamps truncated strings instead of failing, so requests are checked here
+ * first. Returns a description of the first problem, or null.
+ */
+export function wellFormedProblem(buf: Uint8Array): string | null {
+  let o = 0;
+  const n = buf.length;
+  const varint = (): number => {
+    let result = 0;
+    let mul = 1;
+    for (let i = 0; i < 10; i++) {
+      if (o >= n) return -1;
+      const b = buf[o++] as number;
+      result += (b & 0x7f) * mul;
+      if (b < 0x80) return result;
+      mul *= 128;
+    }
+    return -1;
+  };
+  while (o < n) {
+    const at = o;
+    const tag = varint();
+    if (tag < 0) return `truncated field tag at byte ${at}`;
+    if (tag < 8) return `invalid field number 0 at byte ${at}`;
+    switch (tag & 7) {
+      case WIRE_VARINT:
+        if (varint() < 0) return `truncated varint in field ${Math.floor(tag / 8)} at byte ${at}`;
+        break;
+      case WIRE_I64:
+        o += 8;
+        break;
+      case WIRE_LEN: {
+        const len = varint();
+        if (len < 0) return `truncated length of field ${Math.floor(tag / 8)} at byte ${at}`;
+        o += len;
+        break;
+      }
+      case WIRE_I32:
+        o += 4;
+        break;
+      default:
+        return `unsupported wire type ${tag & 7} in field ${Math.floor(tag / 8)} at byte ${at}`;
+    }
+    if (o > n) return `field ${Math.floor(tag / 8)} at byte ${at} runs past the end of the ${n}-byte message`;
+  }
+  return null;
+}

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { SnapshotCache, type GroupChange } from '../../src/xds/cache.js';
+import { xdsMetrics } from '../../src/xds/metrics.js';
+import { TypeUrl, type XdsResource } from '../../src/xds/resources.js';
+
+function res(typeUrl: string, name: string, content: string): XdsResource {
+  return { typeUrl, name, bytes: Buffer.from(`${name}:${content}`) };
+}
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('SnapshotCache', () => {
+  it('derives per-type versions: unchanged types keep their version and snapshot object', () => {
+    const cache = new SnapshotCache();
+    cache.setSnapshot('g', '1', [res(TypeUrl.Cluster, 'c1', 'a'), res(TypeUrl.ClusterLoadAssignment, 'c1', 'ep1')]);
+    const s1 = cache.snapshot('g')!;
+    cache.setSnapshot('g', '2', [res(TypeUrl.Cluster, 'c1', 'a'), res(TypeUrl.ClusterLoadAssignment, 'c1', 'ep2')]);
+    const s2 = cache.snapshot('g')!;
+    expect(s2.version).toBe('2');
+    expect(s2.type(TypeUrl.Cluster).version).toBe('1');
+    expect(s2.type(TypeUrl.Cluster)).toBe(s1.type(TypeUrl.Cluster));
+    expect(s2.type(TypeUrl.ClusterLoadAssignment).version).toBe('2');
+  });
+
+  it('gives a type that empties a new version, and types never seen the first version', () => {
+    const cache = new SnapshotCache();
+    cache.setSnapshot('g', '5', [res(TypeUrl.Listener, 'l', 'x')]);
+    expect(cache.snapshot('g')!.type(TypeUrl.Cluster).version).toBe('5');
+    expect(cache.snapshot('g')!.type(TypeUrl.Cluster).resources.size).toBe(0);
+    cache.setSnapshot('g', '6', []);
+    const l = cache.snapshot('g')!.type(TypeUrl.Listener);
+    expect(l.version).toBe('6');
+    expect(l.resources.size).toBe(0);
+    cache.setSnapshot('g', '7', []);
+    expect(cache.snapshot('g')!.type(TypeUrl.Listener).version).toBe('6');
+  });
+
+  it('refuses versions that go backwards and changes nothing', () => {
+    const cache = new SnapshotCache();
+    cache.setSnapshot('g', '10', [res(TypeUrl.Cluster, 'c', 'a')]);
+    expect(() => cache.setSnapshot('g', '9', [res(TypeUrl.Cluster, 'c', 'b')])).toThrow(/version 9 is older than the current 10/);
+    expect(cache.snapshot('g')!.version).toBe('10');
+    expect([...cache.snapshot('g')!.type(TypeUrl.Cluster).resources.values()][0]!.bytes.toString()).toBe('c:a');
+  });
+
+  it('keeps versions unique when the same version is set again with different content', () => {
+    const cache = new SnapshotCache();
+    cache.setSnapshot('g', '3', [res(TypeUrl.Cluster, 'c', 'a')]);
+    cache.setSnapshot('g', '3', [res(TypeUrl.Cluster, 'c', 'b')]);
+    expect(cache.snapshot('g')!.type(TypeUrl.Cluster).version).toBe('3.1');
+    cache.setSnapshot('g', '3', [res(TypeUrl.Cluster, 'c', 'c')]);
+    expect(cache.snapshot('g')!.type(TypeUrl.Cluster).version).toBe('3.2');
+  });
+
+  it('rejects duplicate names, bad type URLs and empty names with the index and name', () => {
+    const cache = new SnapshotCache();
+    expect(() => cache.setSnapshot('g', '1', [res(TypeUrl.Cluster, 'c', 'a'), res(TypeUrl.Cluster, 'c', 'b')])).toThrow(/resources\[1\]: duplicate .*"c"/);
+    expect(() => cache.setSnapshot('g', '1', [{ typeUrl: 'nope', name: 'x', bytes: new Uint8Array() }])).toThrow(/resources\[0\]: typeUrl "nope"/);
+    expect(() => cache.setSnapshot('g', '1', [{ typeUrl: TypeUrl.Cluster, name: '', bytes: new Uint8Array() }])).toThrow(/non-empty name/);
+    expect(cache.groups()).toEqual([]);
+  });
+
+  it('encodes each distinct resource version once, shared across groups and snapshots', () => {
+    const registry = new Registry();
+    const cache = new SnapshotCache({ metrics: xdsMetrics(registry) });
+    const shared = res(TypeUrl.Cluster, 'c', 'same');
+    cache.setSnapshot('a', '1', [shared]);
+    cache.setSnapshot('b', '1', [{ ...shared, bytes: Buffer.from(shared.bytes) }]);
+    const ra = cache.snapshot('a')!.type(TypeUrl.Cluster).resources.get('c')!;
+    const rb = cache.snapshot('b')!.type(TypeUrl.Cluster).resources.get('c')!;
+    expect(ra).toBe(rb);
+    expect(ra.sotwField()).toBe(rb.sotwField());
+    ra.deltaField();
+    rb.deltaField();
+    expect(cache.stats().encodes).toEqual({ any: 1, delta: 1 });
+    expect(cache.stats().resources).toBe(1);
+  });
+
+  it('forgets resources no snapshot holds any more', () => {
+    const cache = new SnapshotCache();
+    cache.setSnapshot('a', '1', [res(TypeUrl.Cluster, 'c', 'v1')]);
+    cache.setSnapshot('b', '1', [res(TypeUrl.Cluster, 'c', 'v1')]);
+    cache.setSnapshot('a', '2', [res(TypeUrl.Cluster, 'c', 'v2')]);
+    expect(cache.stats().resources).toBe(2);
+    cache.clearSnapshot('b');
+    expect(cache.stats().resources).toBe(1);
+    cache.clearSnapshot('a');
+    expect(cache.stats()).toMatchObject({ groups: 0, resources: 0 });
+  });
+
+  it('per-resource versions are hashes of the bytes', () => {
+    const cache = new SnapshotCache();
+    cache.setSnapshot('a', '1', [res(TypeUrl.Cluster, 'c', 'v1'), res(TypeUrl.Cluster, 'd', 'v1')]);
+    cache.setSnapshot('b', '9', [res(TypeUrl.Cluster, 'c', 'v1')]);
+    const a = cache.snapshot('a')!.type(TypeUrl.Cluster).resources;
+    const b = cache.snapshot('b')!.type(TypeUrl.Cluster).resources;
+    expect(a.get('c')!.version).toBe(b.get('c')!.version);
+    expect(a.get('c')!.version).not.toBe(a.get('d')!.version);
+  });
+
+  it('tells watchers which types changed, after setSnapshot returns', async () => {
+    const cache = new SnapshotCache();
+    const seen: GroupChange[] = [];
+    const stop = cache.watch('g', (c) => seen.push(c));
+    cache.setSnapshot('g', '1', [res(TypeUrl.Cluster, 'c', 'a')]);
+    expect(seen).toEqual([]);
+    await flush();
+    expect(seen).toEqual(['all']);
+    cache.setSnapshot('g', '2', [res(TypeUrl.Cluster, 'c', 'a'), res(TypeUrl.Listener, 'l', 'x')]);
+    cache.setSnapshot('g', '3', [res(TypeUrl.Cluster, 'c', 'a'), res(TypeUrl.Listener, 'l', 'x')]);
+    await flush();
+    expect(seen.length).toBe(2);
+    expect([...(seen[1] as ReadonlySet<string>)]).toEqual([TypeUrl.Listener]);
+    stop();
+    cache.clearSnapshot('g');
+    await flush();
+    expect(seen.length).toBe(2);
+  });
+
+  it('a throwing watcher does not stop the others', async () => {
+    const cache = new SnapshotCache();
+    let called = 0;
+    cache.watch('g', () => {
+      throw new Error('boom');
+    });
+    cache.watch('g', () => called++);
+    cache.setSnapshot('g', '1', []);
+    await flush();
+    expect(called).toBe(1);
+  });
+});
