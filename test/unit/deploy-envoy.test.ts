@@ -13,6 +13,7 @@ import { parse } from 'yaml';
 import { decodeToJson, encodeJson, ProtoJsonError } from '../../src/proto/json.js';
 import { protoRegistry } from '../../src/proto/registry.js';
 import { REPO_ROOT } from '../support/deploy-kubectl.js';
+import { pgvProblems } from '../support/deploy-pgv.js';
 
 const BOOTSTRAP = 'envoy.config.bootstrap.v3.Bootstrap';
 const HTTP_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
@@ -49,6 +50,25 @@ describe('Envoy bootstraps', () => {
     const bytes = encodeJson(BOOTSTRAP, json); // throws ProtoJsonError listing every bad path
     const back = decodeToJson(BOOTSTRAP, bytes);
     expect(Buffer.from(encodeJson(BOOTSTRAP, back))).toEqual(Buffer.from(bytes));
+  });
+
+  it.each(bootstraps)('%s satisfies the protoc-gen-validate rules Envoy enforces at start', (rel) => {
+    const json = decodeToJson(BOOTSTRAP, encodeJson(BOOTSTRAP, load(rel))) as Json;
+    expect(pgvProblems(BOOTSTRAP, json)).toEqual([]);
+  });
+
+  it('reports PGV violations a strict decode lets through (the check can fail)', () => {
+    const json = decodeToJson(BOOTSTRAP, encodeJson(BOOTSTRAP, load('envoy/bootstrap.yaml'))) as Json;
+    const xds = json.static_resources.clusters[0];
+    xds.connect_timeout = '0s';
+    xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value = 70000;
+    json.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name = '';
+    const sock = '$.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address';
+    expect(pgvProblems(BOOTSTRAP, json)).toEqual([
+      { path: '$.static_resources.clusters[0].connect_timeout', message: 'must be greater than 0s' },
+      { path: `${sock}.port_value`, message: 'must be at most 65535' },
+      { path: '$.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name', message: 'at least 1 characters required' },
+    ]);
   });
 
   it.each(bootstraps)('%s uses only typed configs the registry can load', (rel) => {
