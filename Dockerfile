@@ -50,6 +50,9 @@ COPY --from=build /app/proto ./proto
 COPY --from=build /app/src ./src
 # Only the program objects: not the test programs, not vmlinux.h.
 COPY --from=build /app/bpf/.output/*.bpf.o ./bpf/.output/
+# The store's directory, owned by the runtime user: Docker seeds a new named volume mounted here
+# with this owner (Kubernetes uses fsGroup instead).
+RUN mkdir -p /var/lib/ebpf-xds && chown node:node /var/lib/ebpf-xds
 # Non-root by default (the control plane needs nothing more). The agent runs as root with
 # capabilities granted by its deployment: see deploy/base/agent/daemonset.yaml.
 USER node

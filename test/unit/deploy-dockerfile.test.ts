@@ -176,6 +176,8 @@ describe('Dockerfile', () => {
     expect(existsSync(join(REPO_ROOT, script)), script).toBe(true);
     expect(copies(runtime!).some((c) => c.sources.includes(`${workdir(stages()[0]!)}/bin`) && posix.join(root, c.dest) === `${root}/bin`)).toBe(true);
     expect(pkg.type).toBe('module'); // the .ts sources are ESM; package.json is copied for that
+    // The control plane's --data-dir in Compose is a named volume, seeded with the image's owner.
+    expect(runs(runtime!).join('\n')).toContain('mkdir -p /var/lib/ebpf-xds && chown node:node /var/lib/ebpf-xds');
   });
 
   it('keeps every package that bin/ and src/ import among the production dependencies', () => {
