@@ -40,6 +40,16 @@ const bootstraps = readdirSync(join(REPO_ROOT, 'envoy'))
   .filter((f) => f.endsWith('.yaml'))
   .map((f) => `envoy/${f}`);
 
+// Bootstraps under envoy/examples/ (e.g. the Kafka SNI reference config) get the same strict
+// decode and PGV check, though not the ADS expectations: they are static configs.
+const exampleBootstraps = readdirSync(join(REPO_ROOT, 'envoy', 'examples'), { recursive: true, encoding: 'utf8' })
+  .filter((f) => f.endsWith('.yaml'))
+  .map((f) => `envoy/examples/${f}`)
+  .filter((rel) => {
+    const doc = load(rel);
+    return ['static_resources', 'dynamic_resources'].some((k) => k in doc);
+  });
+
 describe('Envoy bootstraps', () => {
   it('finds the plain and the mTLS bootstrap', () => {
     expect(bootstraps).toEqual(expect.arrayContaining(['envoy/bootstrap.yaml', 'envoy/bootstrap-mtls.yaml']));
@@ -53,6 +63,11 @@ describe('Envoy bootstraps', () => {
   });
 
   it.each(bootstraps)('%s satisfies the protoc-gen-validate rules Envoy enforces at start', (rel) => {
+    const json = decodeToJson(BOOTSTRAP, encodeJson(BOOTSTRAP, load(rel))) as Json;
+    expect(pgvProblems(BOOTSTRAP, json)).toEqual([]);
+  });
+
+  it.each(exampleBootstraps)('example %s decodes strictly and satisfies the PGV rules', (rel) => {
     const json = decodeToJson(BOOTSTRAP, encodeJson(BOOTSTRAP, load(rel))) as Json;
     expect(pgvProblems(BOOTSTRAP, json)).toEqual([]);
   });
