@@ -222,10 +222,12 @@ function loadAssignmentJson(c: Cluster): Json {
   const endpoints = c.endpoints ?? [];
   const json: Json = { cluster_name: c.name };
   if (endpoints.length === 0) return json;
-  // One locality with weight 1: Envoy ignores locality weights unless locality-weighted balancing
-  // is on, while gRPC xDS clients drop localities without a weight (gRFC A27).
+  // One (empty) locality with weight 1: Envoy ignores locality weights unless locality-weighted
+  // balancing is on, while gRPC xDS clients refuse a CLA without a locality and drop localities
+  // without a weight (gRFC A27).
   json['endpoints'] = [
     {
+      locality: {},
       load_balancing_weight: 1,
       lb_endpoints: endpoints.map((e) => {
         const lbe: Json = { endpoint: { address: socketAddress(e.address, e.port) }, load_balancing_weight: e.weight ?? CLUSTER_DEFAULTS.weight };

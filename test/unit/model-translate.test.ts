@@ -150,6 +150,7 @@ describe('translation', () => {
       cluster_name: 'a',
       endpoints: [
         {
+          locality: {},
           load_balancing_weight: 1,
           lb_endpoints: [
             { endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 9000 } } }, load_balancing_weight: 3, health_status: 'DRAINING' },
