@@ -159,7 +159,7 @@ export function registerConfigCommands(program: Command): void {
       };
       switch (kind) {
         case 'config': {
-          const res = await api.request<string>('GET', `/v1/config${flags.output === 'json' ? '?format=json' : ''}`);
+          const res = await api.request<unknown>('GET', `/v1/config?format=${flags.output === 'json' ? 'json' : 'yaml'}`);
           process.stdout.write(typeof res.body === 'string' ? res.body : `${JSON.stringify(res.body, null, 2)}\n`);
           return;
         }

@@ -1,8 +1,7 @@
 // `ebpf-xds control-plane`: runs the store, the xDS server and the REST API in one process until
 // SIGTERM/SIGINT, then closes them in order (API, xDS streams, store).
 import type { Command } from 'commander';
-import { ControlPlane, StartupError, type ControlPlaneOptions } from '../control-plane.js';
-import { createLogger } from '../util/log.js';
+import type { ControlPlane, ControlPlaneOptions } from '../control-plane.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -50,6 +49,9 @@ export function registerControlPlane(program: Command): void {
     .option('--api-body-limit <bytes>', 'largest accepted API request body', positive, 4 * 1024 * 1024)
     .option('--log-level <level>', 'trace, debug, info, warn, error (default: $LOG_LEVEL or info)')
     .action(async (flags: Flags) => {
+      // Loaded here so other subcommands (apply, get) start without the server stack.
+      const { ControlPlane, StartupError } = await import('../control-plane.js');
+      const { createLogger } = await import('../util/log.js');
       const logger = createLogger({ name: 'ebpf-xds', ...(flags.logLevel ? { level: flags.logLevel } : {}) });
       if ((flags.xdsTlsCert === undefined) !== (flags.xdsTlsKey === undefined)) {
         fail('--xds-tls-cert and --xds-tls-key go together: give both to enable TLS on the xDS port');
