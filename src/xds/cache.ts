@@ -7,7 +7,7 @@ import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import type { XdsMetrics } from './metrics.js';
 import { clusterEdsServiceName, TypeUrl, type XdsResource } from './resources.js';
-import { deltaResourceField, DiscoveryResponseField, DeltaResponseField, encodeAny, lenField, stringField } from './wire.js';
+import { concatFields, deltaResourceField, DiscoveryResponseField, DeltaResponseField, encodeAny, lenField, stringField } from './wire.js';
 
 /** Counts encodings; tests and the benchmark use it to prove that streams do not re-encode. */
 export interface EncodeStats {
@@ -79,6 +79,15 @@ export class TypeSnapshot {
   /** Pre-encoded `version_info` / `system_version_info` (both field 1) and `type_url` (field 4). */
   readonly versionField: Buffer;
   readonly typeUrlField: Buffer;
+  /**
+   * The snapshot this one replaced in its group, and the names that differ from it (added,
+   * changed or removed). A stream that was in step with `base` only needs to look at `changed`.
+   * Only one step is kept: the link is dropped when this snapshot is itself replaced.
+   */
+  base: TypeSnapshot | null = null;
+  changed: ReadonlySet<string> | null = null;
+  private sotwAll?: Buffer;
+  private deltaAll?: Buffer;
 
   constructor(
     readonly typeUrl: string,
@@ -92,6 +101,28 @@ export class TypeSnapshot {
       throw new Error('discovery response field numbers diverged; TypeSnapshot pre-encoding is wrong');
     }
   }
+
+  /**
+   * A response body (version, every resource, type URL; no nonce) for streams that receive all
+   * resources of this snapshot: built once, shared by all of them, so a large initial sync costs
+   * one copy per stream instead of one per resource.
+   */
+  allBody(kind: 'sotw' | 'delta'): Buffer {
+    if (kind === 'sotw') {
+      this.sotwAll ??= concatFields([this.versionField, ...[...this.resources.values()].map((r) => r.sotwField()), this.typeUrlField]);
+      return this.sotwAll;
+    }
+    this.deltaAll ??= concatFields([this.versionField, ...[...this.resources.values()].map((r) => r.deltaField()), this.typeUrlField]);
+    return this.deltaAll;
+  }
+}
+
+/** Names whose resource differs between two snapshots of a type (added, changed or removed). */
+function changedNames(before: ReadonlyMap<string, EncodedResource>, after: ReadonlyMap<string, EncodedResource>): Set<string> {
+  const out = new Set<string>();
+  for (const [name, r] of after) if (before.get(name) !== r) out.add(name);
+  for (const name of before.keys()) if (!after.has(name)) out.add(name);
+  return out;
 }
 
 /** One node group's resources at one version. Immutable; replaced as a whole by setSnapshot. */
@@ -209,7 +240,15 @@ export class SnapshotCache {
         continue;
       }
       if (!before && after.size === 0) continue;
-      types.set(typeUrl, new TypeSnapshot(typeUrl, typeVersion, after));
+      const next = new TypeSnapshot(typeUrl, typeVersion, after);
+      if (before) {
+        next.base = before;
+        next.changed = changedNames(before.resources, after);
+        // Keep one step only, so old snapshots are not chained in memory.
+        before.base = null;
+        before.changed = null;
+      }
+      types.set(typeUrl, next);
       changed.add(typeUrl);
     }
 
@@ -234,6 +273,8 @@ export class SnapshotCache {
     const prev = this.states.get(group);
     if (!prev) return;
     this.states.delete(group);
+    this.empties.delete(group);
+    this.emptyVersions.delete(group);
     this.release(prev);
     this.metrics?.snapshotGroups.set(this.states.size);
     this.metrics?.cachedResources.set(this.interned.size);

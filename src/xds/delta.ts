@@ -2,8 +2,8 @@
 // (subscribe/unsubscribe, initial_resource_versions, ACK/NACK) and how a DeltaDiscoveryResponse
 // is assembled from pre-encoded Resource messages. Rules: xds_protocol.rst, "Incremental xDS".
 import type { TypeSnapshot } from './cache.js';
-import type { DeltaRequest, SotwRequest } from './requests.js';
-import { checkNames } from './requests.js';
+import type { DeltaRequest, SotwRequest, UndecodableRequest } from './requests.js';
+import { checkNames, decodeDeltaRequest } from './requests.js';
 import { planDelta, type Plan, type TypeState } from './stream-state.js';
 import { XdsStream, type StreamContext, type StreamTransport } from './stream.js';
 import { concatFields, DeltaResponseField, stringField } from './wire.js';
@@ -11,6 +11,10 @@ import { concatFields, DeltaResponseField, stringField } from './wire.js';
 export class DeltaStream extends XdsStream {
   constructor(service: string, fixedTypeUrl: string | null, transport: StreamTransport, ctx: StreamContext) {
     super('delta', service, fixedTypeUrl, transport, ctx);
+  }
+
+  protected decode(bytes: Buffer): DeltaRequest | UndecodableRequest {
+    return decodeDeltaRequest(bytes);
   }
 
   protected handle(req: SotwRequest | DeltaRequest): void {
@@ -38,6 +42,7 @@ export class DeltaStream extends XdsStream {
     if (first) {
       // Reconnect: the client already holds these versions; send only what differs.
       for (const [name, version] of req.initialResourceVersions) ts.known.set(name, version);
+      ts.synced = null;
     }
     const change = ts.sub.applyDelta(req.subscribe, req.unsubscribe, first);
     if (first && req.initialResourceVersions.size > 0) {
@@ -65,11 +70,15 @@ export class DeltaStream extends XdsStream {
   }
 
   protected encode(_ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: string): Buffer {
+    const nonceField = stringField(DeltaResponseField.nonce, nonce);
+    if (plan.removed.length === 0 && plan.resources.length === snap.resources.size && plan.resources.length > 1) {
+      return concatFields([snap.allBody('delta'), nonceField]);
+    }
     const parts: Buffer[] = [snap.versionField];
     for (const r of plan.resources) parts.push(r.deltaField());
     parts.push(snap.typeUrlField);
     for (const name of plan.removed) parts.push(stringField(DeltaResponseField.removedResources, name));
-    parts.push(stringField(DeltaResponseField.nonce, nonce));
+    parts.push(nonceField);
     return concatFields(parts);
   }
 }

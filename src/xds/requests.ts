@@ -3,7 +3,7 @@
 // resource name shape and count. Pure: no I/O, no stream state.
 import type protobuf from 'protobufjs';
 import { protoRegistry } from '../proto/registry.js';
-import { wellFormedProblem } from './wire.js';
+import { outlineMessage, wellFormedProblem } from './wire.js';
 
 export interface Locality {
   region: string;
@@ -31,7 +31,12 @@ export interface SotwRequest {
   kind: 'sotw';
   versionInfo: string;
   node: NodeInfo | null;
+  /** The same array as the remembered list when the bytes were identical (see NamesMemo). */
   resourceNames: string[];
+  /** True when resourceNames is the remembered list, not freshly decoded (already validated). */
+  namesReused: boolean;
+  /** The encoded resource_names fields (a view into the request), when they are contiguous. */
+  namesBytes: Uint8Array | null;
   typeUrl: string;
   responseNonce: string;
   errorDetail: ErrorDetail | null;
@@ -46,6 +51,12 @@ export interface DeltaRequest {
   initialResourceVersions: Map<string, string>;
   responseNonce: string;
   errorDetail: ErrorDetail | null;
+}
+
+/** A request as it comes off the wire; the stream decodes it (SotW streams with their NamesMemo). */
+export interface RawRequest {
+  kind: 'raw';
+  bytes: Buffer;
 }
 
 /** A request that could not be decoded; the stream answers it with INVALID_ARGUMENT. */
@@ -71,12 +82,32 @@ export function preloadRequestTypes(): void {
   types();
 }
 
-export function decodeSotwRequest(buf: Uint8Array): SotwRequest | UndecodableRequest {
-  const problem = wellFormedProblem(buf);
-  if (problem) return { kind: 'undecodable', message: `malformed DiscoveryRequest: ${problem}` };
+/** A stream's last accepted resource_names per type, as bytes and as the decoded list. */
+export type NamesMemo = ReadonlyMap<string, { bytes: Buffer; names: string[] }>;
+
+const RESOURCE_NAMES_FIELD = 3;
+const SOTW_TYPE_URL_FIELD = 4;
+const utf8 = new TextDecoder('utf-8');
+
+/**
+ * Decodes a DiscoveryRequest. SotW clients repeat the full resource_names list in every ACK
+ * (thousands of names for EDS); when its bytes equal the list remembered for the type, the
+ * remembered array is reused instead of decoding and validating every name again.
+ */
+export function decodeSotwRequest(buf: Uint8Array, memo?: NamesMemo): SotwRequest | UndecodableRequest {
+  const outline = outlineMessage(buf, RESOURCE_NAMES_FIELD, SOTW_TYPE_URL_FIELD);
+  if (outline.problem) return { kind: 'undecodable', message: `malformed DiscoveryRequest: ${outline.problem}` };
+  const span = outline.span;
+  const namesBytes = span && span.contiguous ? buf.subarray(span.start, span.end) : null;
+  let reused: string[] | undefined;
+  if (memo && namesBytes && outline.text) {
+    const prev = memo.get(utf8.decode(outline.text));
+    if (prev && prev.bytes.equals(namesBytes)) reused = prev.names;
+  }
   let m: Plain;
   try {
-    m = types().sotw.decode(buf) as unknown as Plain;
+    const rest = reused && span ? Buffer.concat([buf.subarray(0, span.start), buf.subarray(span.end)]) : buf;
+    m = types().sotw.decode(rest) as unknown as Plain;
   } catch (err) {
     return { kind: 'undecodable', message: `malformed DiscoveryRequest: ${(err as Error).message}` };
   }
@@ -84,7 +115,9 @@ export function decodeSotwRequest(buf: Uint8Array): SotwRequest | UndecodableReq
     kind: 'sotw',
     versionInfo: str(m['version_info']),
     node: nodeInfo(m['node']),
-    resourceNames: (m['resource_names'] as string[] | undefined) ?? [],
+    resourceNames: reused ?? (m['resource_names'] as string[] | undefined) ?? [],
+    namesReused: reused !== undefined,
+    namesBytes,
     typeUrl: str(m['type_url']),
     responseNonce: str(m['response_nonce']),
     errorDetail: errorDetail(m['error_detail']),

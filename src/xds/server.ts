@@ -9,15 +9,15 @@ import { silentLogger } from '../util/log.js';
 import type { SnapshotCache } from './cache.js';
 import { DeltaStream } from './delta.js';
 import { xdsMetrics, type XdsMetrics } from './metrics.js';
-import { preloadRequestTypes, type DeltaRequest, type SotwRequest, type UndecodableRequest } from './requests.js';
+import { preloadRequestTypes, type RawRequest } from './requests.js';
 import { serviceDefinition, xdsMethods, type XdsMethod } from './services.js';
 import { SotwStream } from './sotw.js';
 import type { ClientStatus } from './status.js';
-import { XdsStream, type NodeGrouper, type StreamContext, type StreamLimits, type StreamTransport } from './stream.js';
+import { XdsStream, type NodeGrouper, type StreamContext, type StreamLimits, type StreamTransport, type XdsCounters } from './stream.js';
 import { serverCredentials, type XdsTls } from './tls.js';
 
 export type { NodeInfo, Locality } from './requests.js';
-export type { NodeGrouper } from './stream.js';
+export type { NodeGrouper, XdsCounters } from './stream.js';
 export type { ClientStatus, TypeStatus } from './status.js';
 export type { XdsTls } from './tls.js';
 
@@ -56,7 +56,7 @@ const DEFAULT_LIMITS: Required<XdsLimits> = {
   maxTypesPerStream: 64,
 };
 
-type Call = grpc.ServerDuplexStream<SotwRequest | DeltaRequest | UndecodableRequest, Buffer>;
+type Call = grpc.ServerDuplexStream<RawRequest, Buffer>;
 
 export class XdsServer {
   readonly metrics: XdsMetrics;
@@ -84,6 +84,7 @@ export class XdsServer {
     const limits: StreamLimits = this.limits;
     this.ctx = {
       cache: opts.cache,
+      counters: { responses: 0, acks: 0, nacks: 0, rejectedRequests: 0, slowStreamsCancelled: 0 },
       grouper: opts.grouper ?? (() => 'default'),
       metrics: this.metrics,
       logger: this.logger,
@@ -138,6 +139,11 @@ export class XdsServer {
     return [...this.streams].map((s) => s.status());
   }
 
+  /** Totals since start, plus the number of open streams. */
+  stats(): XdsCounters & { streams: number } {
+    return { ...this.ctx.counters, streams: this.streams.size };
+  }
+
   private async shutdown(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
@@ -171,7 +177,7 @@ export class XdsServer {
       const transport = grpcTransport(call, this.logger);
       const stream = m.kind === 'delta' ? new DeltaStream(m.label, m.typeUrl, transport, this.ctx) : new SotwStream(m.label, m.typeUrl, transport, this.ctx);
       this.streams.add(stream);
-      call.on('data', (req: SotwRequest | DeltaRequest | UndecodableRequest) => stream.onRequest(req));
+      call.on('data', (req: RawRequest) => stream.onRequest(req));
       call.on('end', () => {
         // The client half-closed: it will send nothing more, so the exchange is over.
         stream.close();

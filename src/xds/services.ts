@@ -1,10 +1,10 @@
 // Owns the gRPC service definitions of the xDS server, read from the Envoy protos (ADS and the
-// per-type discovery services), with our serializers: requests are decoded with protobufjs,
-// responses are already-encoded Buffers and pass through untouched.
+// per-type discovery services), with pass-through serializers: requests reach the streams as
+// bytes (decoded there with protobufjs), responses are already-encoded Buffers.
 import type * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
 import { protoRegistry } from '../proto/registry.js';
-import { decodeDeltaRequest, decodeSotwRequest } from './requests.js';
+import type { RawRequest } from './requests.js';
 import { TypeUrl } from './resources.js';
 
 export type MethodKind = 'sotw' | 'delta' | 'fetch';
@@ -71,13 +71,13 @@ const passThrough = (b: Buffer): Buffer => b;
 export function serviceDefinition(methods: readonly XdsMethod[]): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, Buffer>> = {};
   for (const m of methods) {
-    const decode = m.kind === 'delta' ? decodeDeltaRequest : decodeSotwRequest;
     def[m.methodName] = {
       path: m.path,
       requestStream: m.kind !== 'fetch',
       responseStream: m.kind !== 'fetch',
-      // Never throws: undecodable input becomes a value the stream answers with INVALID_ARGUMENT.
-      requestDeserialize: (b: Buffer) => decode(b),
+      // Decoding happens in the stream (a SotW stream reuses its last resource_names list), where
+      // undecodable input becomes an INVALID_ARGUMENT status instead of a grpc-js INTERNAL.
+      requestDeserialize: (b: Buffer): RawRequest => ({ kind: 'raw', bytes: b }),
       requestSerialize: passThrough as (v: unknown) => Buffer,
       responseSerialize: passThrough,
       responseDeserialize: passThrough,

@@ -1,23 +1,35 @@
 // Owns the State-of-the-World protocol variant: how a DiscoveryRequest updates a stream (nonce,
 // ACK/NACK, resource_names) and how a DiscoveryResponse is assembled from pre-encoded pieces.
 import type { TypeSnapshot } from './cache.js';
-import type { DeltaRequest, SotwRequest } from './requests.js';
-import { checkNames } from './requests.js';
+import type { DeltaRequest, SotwRequest, UndecodableRequest } from './requests.js';
+import { checkNames, decodeSotwRequest } from './requests.js';
 import { planSotw, type Plan, type TypeState } from './stream-state.js';
 import { XdsStream, type StreamContext, type StreamTransport } from './stream.js';
 import { concatFields, DiscoveryResponseField, stringField } from './wire.js';
 
+/** Short lists decode faster than they compare; only remember lists worth it. */
+const MEMO_MIN_NAMES = 8;
+
 export class SotwStream extends XdsStream {
+  /** Last validated resource_names per type, to skip decoding the list when an ACK repeats it. */
+  private readonly names = new Map<string, { bytes: Buffer; names: string[] }>();
+
   constructor(service: string, fixedTypeUrl: string | null, transport: StreamTransport, ctx: StreamContext) {
     super('sotw', service, fixedTypeUrl, transport, ctx);
+  }
+
+  protected decode(bytes: Buffer): SotwRequest | UndecodableRequest {
+    return decodeSotwRequest(bytes, this.names);
   }
 
   protected handle(req: SotwRequest | DeltaRequest): void {
     if (req.kind !== 'sotw') throw new Error('a SotW stream got a delta request');
     const typeUrl = this.resolveTypeUrl(req.typeUrl);
     if (typeUrl === null) return;
-    const problem = checkNames(req.resourceNames, 'resource_names', typeUrl, this.ctx.limits);
-    if (problem) return this.fail(problem.code, problem.reason, problem.message);
+    if (!req.namesReused) {
+      const problem = checkNames(req.resourceNames, 'resource_names', typeUrl, this.ctx.limits);
+      if (problem) return this.fail(problem.code, problem.reason, problem.message);
+    }
     if (!this.resolveNode(req.node)) return;
     const ts = this.typeState(typeUrl);
     if (!ts) return;
@@ -35,6 +47,9 @@ export class SotwStream extends XdsStream {
 
     const change = ts.sub.applySotw(req.resourceNames);
     this.applyChange(ts, change);
+    if (!req.namesReused && req.namesBytes && req.resourceNames.length >= MEMO_MIN_NAMES) {
+      this.names.set(typeUrl, { bytes: Buffer.from(req.namesBytes), names: req.resourceNames });
+    }
     if (ts.requests === 1 && ts.fullState) {
       // The first request for LDS/CDS always gets an answer, even an empty set, so the client
       // learns what exists without waiting for its does-not-exist timer.
@@ -49,9 +64,12 @@ export class SotwStream extends XdsStream {
   }
 
   protected encode(_ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: string): Buffer {
+    const nonceField = stringField(DiscoveryResponseField.nonce, nonce);
+    // Every resource of the snapshot (wildcard, or all names requested): share one body.
+    if (plan.resources.length === snap.resources.size && plan.resources.length > 1) return concatFields([snap.allBody('sotw'), nonceField]);
     const parts: Buffer[] = [snap.versionField];
     for (const r of plan.resources) parts.push(r.sotwField());
-    parts.push(snap.typeUrlField, stringField(DiscoveryResponseField.nonce, nonce));
+    parts.push(snap.typeUrlField, nonceField);
     return concatFields(parts);
   }
 }

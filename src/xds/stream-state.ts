@@ -44,6 +44,12 @@ export class TypeState {
   respondAnyway = false;
   /** Something may need sending: snapshot or subscription changed since the last plan. */
   dirty = false;
+  /**
+   * The snapshot the client is in step with (a plan against it would be empty, triggers aside).
+   * When the next snapshot's `base` is this one, planning only looks at the names that changed.
+   * Null forces a full scan (new stream, wildcard added, reconnect with initial versions).
+   */
+  synced: TypeSnapshot | null = null;
   /** Nonce of the response awaiting ACK/NACK; nothing more is sent for this type until then. */
   pendingNonce: string | null = null;
   requests = 0;
@@ -99,7 +105,10 @@ export function planSotw(ts: TypeState, snap: TypeSnapshot): Plan | null {
       if (ts.forced.has(name) || ts.known.get(name) !== r.version) changed.push(r);
     } else if (ts.known.has(name)) vanished = true;
   };
-  if (ts.sub.wildcard) {
+  const delta = changedSince(ts, snap);
+  if (delta) {
+    for (const name of delta) if (ts.sub.includes(name)) visit(name, res.get(name));
+  } else if (ts.sub.wildcard) {
     for (const [name, r] of res) visit(name, r);
     for (const name of ts.sub.names) if (!res.has(name)) visit(name, undefined);
     if (ts.fullState) for (const name of ts.known.keys()) if (!res.has(name)) vanished = true;
@@ -122,6 +131,21 @@ export function planSotw(ts: TypeState, snap: TypeSnapshot): Plan | null {
 }
 
 /**
+ * The names worth looking at when the client is in step with the snapshot this one replaced:
+ * those that changed between them, plus the one-shot triggers. Null means "scan everything".
+ */
+function changedSince(ts: TypeState, snap: TypeSnapshot): Iterable<string> | null {
+  let base: ReadonlySet<string>;
+  if (ts.synced === snap) base = EMPTY;
+  else if (ts.synced !== null && snap.base === ts.synced && snap.changed) base = snap.changed;
+  else return null;
+  if (ts.forced.size === 0 && ts.announce.size === 0) return base;
+  return new Set([...base, ...ts.forced, ...ts.announce]);
+}
+
+const EMPTY: ReadonlySet<string> = new Set();
+
+/**
  * Delta. Send resources whose version the client does not hold (or that were just subscribed),
  * and name in removed_resources those that vanished, and subscribed names that do not exist
  * ("Knowing When a Requested Resource Does Not Exist", incremental section).
@@ -135,7 +159,10 @@ export function planDelta(ts: TypeState, snap: TypeSnapshot): Plan | null {
       if (ts.forced.has(name) || ts.known.get(name) !== r.version) changed.push(r);
     } else if (ts.known.has(name) || ts.forced.has(name)) removed.add(name);
   };
-  if (ts.sub.wildcard) {
+  const delta = changedSince(ts, snap);
+  if (delta) {
+    for (const name of delta) if (ts.sub.includes(name)) visit(name, res.get(name));
+  } else if (ts.sub.wildcard) {
     for (const [name, r] of res) visit(name, r);
     for (const name of ts.sub.names) if (!res.has(name)) visit(name, undefined);
     for (const name of ts.known.keys()) if (!res.has(name)) removed.add(name);
@@ -150,16 +177,17 @@ export function planDelta(ts: TypeState, snap: TypeSnapshot): Plan | null {
 }
 
 /** Records that `plan` went out: the client now holds what was sent and dropped what was removed. */
-export function commitPlan(ts: TypeState, plan: Plan): void {
+export function commitPlan(ts: TypeState, plan: Plan, snap: TypeSnapshot): void {
   // A SotW LDS/CDS response is the complete set: the client holds exactly what it carries.
   if (plan.complete) ts.known.clear();
   for (const r of plan.resources) ts.known.set(r.name, r.version);
   for (const name of plan.removed) ts.known.delete(name);
-  clearTriggers(ts);
+  clearTriggers(ts, snap);
 }
 
-/** Clears the one-shot reasons to respond once they have been served (or found moot). */
-export function clearTriggers(ts: TypeState): void {
+/** Clears the one-shot reasons to respond once served (or found moot); the client is now in step with `snap`. */
+export function clearTriggers(ts: TypeState, snap: TypeSnapshot): void {
+  ts.synced = snap;
   ts.forced.clear();
   ts.announce.clear();
   ts.respondAnyway = false;

@@ -5,7 +5,7 @@
 import type { Logger } from '../util/log.js';
 import type { GroupChange, SnapshotCache, TypeSnapshot } from './cache.js';
 import type { XdsMetrics } from './metrics.js';
-import type { DeltaRequest, NodeInfo, RequestLimits, SotwRequest, UndecodableRequest } from './requests.js';
+import type { DeltaRequest, NodeInfo, RawRequest, RequestLimits, SotwRequest, UndecodableRequest } from './requests.js';
 import { checkTypeUrl } from './requests.js';
 import { adsRank, ADS_ORDER, TypeUrl, typeLabel } from './resources.js';
 import type { ClientStatus, TypeStatus } from './status.js';
@@ -44,8 +44,18 @@ export interface StreamLimits extends RequestLimits {
   maxTypesPerStream: number;
 }
 
+/** Running totals since the server started; cheap to read (the benchmark polls them). */
+export interface XdsCounters {
+  responses: number;
+  acks: number;
+  nacks: number;
+  rejectedRequests: number;
+  slowStreamsCancelled: number;
+}
+
 export interface StreamContext {
   cache: SnapshotCache;
+  counters: XdsCounters;
   grouper: NodeGrouper;
   metrics: XdsMetrics;
   logger: Logger;
@@ -91,10 +101,11 @@ export abstract class XdsStream {
     return this.closed;
   }
 
-  /** Entry point for every request the transport decodes. Never throws. */
-  onRequest(req: SotwRequest | DeltaRequest | UndecodableRequest): void {
+  /** Entry point for every request off the wire. Never throws. */
+  onRequest(raw: RawRequest): void {
     if (this.closed) return;
     try {
+      const req = this.decode(raw.bytes);
       if (req.kind === 'undecodable') return this.fail('INVALID_ARGUMENT', 'undecodable', req.message);
       this.handle(req);
     } catch (err) {
@@ -103,6 +114,7 @@ export abstract class XdsStream {
     }
   }
 
+  protected abstract decode(bytes: Buffer): SotwRequest | DeltaRequest | UndecodableRequest;
   protected abstract handle(req: SotwRequest | DeltaRequest): void;
   protected abstract plan(ts: TypeState, snap: TypeSnapshot): Plan | null;
   protected abstract encode(ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: string): Buffer;
@@ -174,15 +186,18 @@ export abstract class XdsStream {
       // version of a resource goes out (xds_protocol.rst, "ACK/NACK and resource type instance version").
       ts.lastNack = { version: sent.version, nonce, clientVersion: versionInfo, code: error.code, message: error.message, at: now };
       this.ctx.metrics.nacks.inc({ type_url: ts.typeUrl });
+      this.ctx.counters.nacks++;
       this.log.warn({ type: typeLabel(ts.typeUrl), version: sent.version, nonce, error: error.message }, 'client rejected (NACK) a response');
     } else {
       ts.acked = { version: versionInfo || sent.version, nonce, at: now };
       this.ctx.metrics.pushToAck.observe({ type_url: ts.typeUrl }, (now - sent.at) / 1000);
+      this.ctx.counters.acks++;
     }
   }
 
   /** Applies a subscription change to what must be sent. */
   protected applyChange(ts: TypeState, change: SubscriptionChange): void {
+    if (change.wildcardAdded) ts.synced = null; // every resource is now of interest: full scan
     if (change.wildcardRemoved) ts.forgetAllButNamed();
     if (change.removed.length > 0) ts.forgetUnsubscribed(change.removed);
     for (const n of change.added) ts.forced.add(n);
@@ -228,7 +243,7 @@ export abstract class XdsStream {
       const tsnap = snap.type(ts.typeUrl);
       const plan = this.plan(ts, tsnap);
       if (!plan) {
-        clearTriggers(ts);
+        clearTriggers(ts, tsnap);
         continue;
       }
       this.send(ts, tsnap, plan);
@@ -241,8 +256,9 @@ export abstract class XdsStream {
     const buf = this.encode(ts, snap, plan, nonce);
     ts.pendingNonce = nonce;
     ts.lastSent = { version: snap.version, nonce, at: Date.now(), resources: plan.resources.length, removed: plan.removed.length };
-    commitPlan(ts, plan);
+    commitPlan(ts, plan, snap);
     this.ctx.metrics.responses.inc({ type_url: ts.typeUrl, protocol: this.protocol });
+    this.ctx.counters.responses++;
     this.log.debug({ type: typeLabel(ts.typeUrl), version: snap.version, nonce, resources: plan.resources.length, removed: plan.removed.length, bytes: buf.length }, 'response sent');
     if (ts.typeUrl === TypeUrl.Cluster && plan.changed.length > 0) this.refreshEndpoints(plan);
     this.write(buf);
@@ -285,6 +301,7 @@ export abstract class XdsStream {
     if (stalledMs < this.ctx.limits.stallTimeoutMs) return false;
     const details = `xDS client stopped reading: ${this.inflightBytes} response bytes unread for ${Math.round(stalledMs / 1000)} s (limit ${this.ctx.limits.stallTimeoutMs} ms)`;
     this.ctx.metrics.slowStreamsCancelled.inc();
+    this.ctx.counters.slowStreamsCancelled++;
     this.log.warn({ unreadBytes: this.inflightBytes, stalledMs }, 'resetting a stream whose client stopped reading');
     this.transport.reset(details);
     this.close();
@@ -295,6 +312,7 @@ export abstract class XdsStream {
   protected fail(code: CodeName, reason: string, message: string): void {
     if (this.closed) return;
     this.ctx.metrics.rejectedRequests.inc({ reason });
+    this.ctx.counters.rejectedRequests++;
     this.log.warn({ reason, code }, `refusing xDS request: ${message}`);
     this.transport.end(Code[code], message);
     this.close();

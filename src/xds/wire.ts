@@ -160,41 +160,70 @@ export function readStringField(buf: Uint8Array, field: number): string {
   return b ? utf8.decode(b) : '';
 }
 
+/** Where the occurrences of one repeated field sit in a message. */
+export interface FieldSpan {
+  start: number;
+  end: number;
+  /** No other field appears between the first and the last occurrence. */
+  contiguous: boolean;
+}
+
+export interface MessageOutline {
+  /** The first structural problem, or null when the top level is well-formed. */
+  problem: string | null;
+  /** Occurrences of the `span` field asked for, or null if it does not occur. */
+  span: FieldSpan | null;
+  /** Payload of the last occurrence of the `text` field asked for, or null. */
+  text: Uint8Array | null;
+}
+
 /**
  * Checks that the top-level fields of a message are well-formed (tags, varints and lengths within
- * bounds). protobufjs clamps truncated strings instead of failing, so requests are checked here
- * first. Returns a description of the first problem, or null.
+ * bounds) and, in the same pass, locates one repeated field and one string field. protobufjs
+ * clamps truncated strings instead of failing, so requests are checked here first; the span lets
+ * a stream recognise a repeated resource_names list without decoding it.
  */
-export function wellFormedProblem(buf: Uint8Array): string | null {
-  let o = 0;
+export function outlineMessage(buf: Uint8Array, spanField = 0, textField = 0): MessageOutline {
   const n = buf.length;
-  const varint = (): number => {
-    let result = 0;
-    let mul = 1;
-    for (let i = 0; i < 10; i++) {
-      if (o >= n) return -1;
-      const b = buf[o++] as number;
-      result += (b & 0x7f) * mul;
-      if (b < 0x80) return result;
-      mul *= 128;
-    }
-    return -1;
-  };
+  let o = 0;
+  let span: FieldSpan | null = null;
+  let lastWasSpan = false;
+  let text: Uint8Array | null = null;
+  const fail = (problem: string): MessageOutline => ({ problem, span: null, text: null });
   while (o < n) {
     const at = o;
-    const tag = varint();
-    if (tag < 0) return `truncated field tag at byte ${at}`;
-    if (tag < 8) return `invalid field number 0 at byte ${at}`;
+    // Tags and lengths are almost always one byte; take the fast path before the general varint.
+    let tag = buf[o] as number;
+    if (tag < 0x80) o++;
+    else {
+      const r = readVarintAt(buf, o);
+      if (r < 0) return fail(`truncated field tag at byte ${at}`);
+      tag = varintValue;
+      o = r;
+    }
+    if (tag < 8) return fail(`invalid field number 0 at byte ${at}`);
+    const field = Math.floor(tag / 8);
+    let payload = -1;
     switch (tag & 7) {
-      case WIRE_VARINT:
-        if (varint() < 0) return `truncated varint in field ${Math.floor(tag / 8)} at byte ${at}`;
+      case WIRE_VARINT: {
+        const r = readVarintAt(buf, o);
+        if (r < 0) return fail(`truncated varint in field ${field} at byte ${at}`);
+        o = r;
         break;
+      }
       case WIRE_I64:
         o += 8;
         break;
       case WIRE_LEN: {
-        const len = varint();
-        if (len < 0) return `truncated length of field ${Math.floor(tag / 8)} at byte ${at}`;
+        let len = o < n ? (buf[o] as number) : 0x80;
+        if (len < 0x80) o++;
+        else {
+          const r = readVarintAt(buf, o);
+          if (r < 0) return fail(`truncated length of field ${field} at byte ${at}`);
+          len = varintValue;
+          o = r;
+        }
+        payload = o;
         o += len;
         break;
       }
@@ -202,9 +231,45 @@ export function wellFormedProblem(buf: Uint8Array): string | null {
         o += 4;
         break;
       default:
-        return `unsupported wire type ${tag & 7} in field ${Math.floor(tag / 8)} at byte ${at}`;
+        return fail(`unsupported wire type ${tag & 7} in field ${field} at byte ${at}`);
     }
-    if (o > n) return `field ${Math.floor(tag / 8)} at byte ${at} runs past the end of the ${n}-byte message`;
+    if (o > n) return fail(`field ${field} at byte ${at} runs past the end of the ${n}-byte message`);
+    if (field === spanField) {
+      if (!span) span = { start: at, end: o, contiguous: true };
+      else {
+        if (!lastWasSpan) span.contiguous = false;
+        span.end = o;
+      }
+      lastWasSpan = true;
+    } else {
+      lastWasSpan = false;
+      if (field === textField && payload >= 0) text = buf.subarray(payload, o);
+    }
   }
-  return null;
+  return { problem: null, span, text };
+}
+
+/** Set by readVarintAt: the value it read. */
+let varintValue = 0;
+
+/** Reads a varint at `o` into varintValue; returns the offset after it, or -1 if truncated or too long. */
+function readVarintAt(buf: Uint8Array, o: number): number {
+  let result = 0;
+  let mul = 1;
+  for (let i = 0; i < 10; i++) {
+    if (o >= buf.length) return -1;
+    const b = buf[o++] as number;
+    result += (b & 0x7f) * mul;
+    if (b < 0x80) {
+      varintValue = result;
+      return o;
+    }
+    mul *= 128;
+  }
+  return -1;
+}
+
+/** The first structural problem of a message's top level, or null. */
+export function wellFormedProblem(buf: Uint8Array): string | null {
+  return outlineMessage(buf).problem;
 }

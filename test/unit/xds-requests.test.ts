@@ -24,7 +24,7 @@ describe('request decoding', () => {
       version_info: '7',
     });
     const r = decodeSotwRequest(bytes);
-    expect(r).toEqual({
+    expect(r).toMatchObject({
       kind: 'sotw',
       versionInfo: '7',
       node: {
@@ -58,6 +58,25 @@ describe('request decoding', () => {
     const r = decodeDeltaRequest(bytes);
     expect(r).toMatchObject({ kind: 'delta', subscribe: ['a'], unsubscribe: ['b'], node: null });
     expect(r.kind === 'delta' && [...r.initialResourceVersions]).toEqual([['a', 'v1']]);
+  });
+
+  it('reuses the remembered resource_names list when an ACK repeats the same bytes', () => {
+    const names = Array.from({ length: 20 }, (_, i) => `cluster-${i}`);
+    const first = decodeSotwRequest(encodeJson('envoy.service.discovery.v3.DiscoveryRequest', { type_url: TypeUrl.ClusterLoadAssignment, resource_names: names }));
+    if (first.kind !== 'sotw' || !first.namesBytes) throw new Error('expected a decoded request with a names span');
+    expect(first.namesReused).toBe(false);
+    const memo = new Map([[TypeUrl.ClusterLoadAssignment, { bytes: Buffer.from(first.namesBytes), names: first.resourceNames }]]);
+    const ack = decodeSotwRequest(
+      encodeJson('envoy.service.discovery.v3.DiscoveryRequest', { version_info: '3', type_url: TypeUrl.ClusterLoadAssignment, resource_names: names, response_nonce: 'n.1' }),
+      memo,
+    );
+    expect(ack).toMatchObject({ namesReused: true, versionInfo: '3', responseNonce: 'n.1', typeUrl: TypeUrl.ClusterLoadAssignment });
+    expect(ack.kind === 'sotw' && ack.resourceNames).toBe(first.resourceNames);
+    const changed = decodeSotwRequest(encodeJson('envoy.service.discovery.v3.DiscoveryRequest', { type_url: TypeUrl.ClusterLoadAssignment, resource_names: [...names, 'new'] }), memo);
+    expect(changed).toMatchObject({ namesReused: false });
+    expect(changed.kind === 'sotw' && changed.resourceNames.length).toBe(21);
+    const otherType = decodeSotwRequest(encodeJson('envoy.service.discovery.v3.DiscoveryRequest', { type_url: TypeUrl.Cluster, resource_names: names }), memo);
+    expect(otherType).toMatchObject({ namesReused: false });
   });
 
   it('refuses truncated messages instead of clamping them', () => {

@@ -28,17 +28,17 @@ describe('planSotw', () => {
     ts.sub.applySotw([]);
     const p1 = planSotw(ts, w.type(TypeUrl.Cluster));
     expect(names(p1).sort()).toEqual(['a', 'b']);
-    commitPlan(ts, p1!);
+    commitPlan(ts, p1!, w.type(TypeUrl.Cluster));
     expect(planSotw(ts, w.type(TypeUrl.Cluster))).toBeNull();
     w.set([res(TypeUrl.Cluster, 'a', '2'), res(TypeUrl.Cluster, 'b', '1')]);
     const p2 = planSotw(ts, w.type(TypeUrl.Cluster))!;
     expect(names(p2).sort()).toEqual(['a', 'b']);
     expect(p2.changed.map((r) => r.name)).toEqual(['a']);
-    commitPlan(ts, p2);
+    commitPlan(ts, p2, w.type(TypeUrl.Cluster));
     w.set([res(TypeUrl.Cluster, 'a', '2')]);
     const p3 = planSotw(ts, w.type(TypeUrl.Cluster))!;
     expect(names(p3)).toEqual(['a']);
-    commitPlan(ts, p3);
+    commitPlan(ts, p3, w.type(TypeUrl.Cluster));
     expect([...ts.known.keys()]).toEqual(['a']);
   });
 
@@ -47,11 +47,11 @@ describe('planSotw', () => {
     w.set([res(TypeUrl.ClusterLoadAssignment, 'a', '1'), res(TypeUrl.ClusterLoadAssignment, 'b', '1')]);
     const ts = new TypeState(TypeUrl.ClusterLoadAssignment);
     ts.sub.applySotw(['a', 'b', 'later']);
-    commitPlan(ts, planSotw(ts, w.type(TypeUrl.ClusterLoadAssignment))!);
+    commitPlan(ts, planSotw(ts, w.type(TypeUrl.ClusterLoadAssignment))!, w.type(TypeUrl.ClusterLoadAssignment));
     w.set([res(TypeUrl.ClusterLoadAssignment, 'a', '2'), res(TypeUrl.ClusterLoadAssignment, 'b', '1')]);
     const p = planSotw(ts, w.type(TypeUrl.ClusterLoadAssignment))!;
     expect(names(p)).toEqual(['a']);
-    commitPlan(ts, p);
+    commitPlan(ts, p, w.type(TypeUrl.ClusterLoadAssignment));
     w.set([res(TypeUrl.ClusterLoadAssignment, 'a', '2')]);
     expect(planSotw(ts, w.type(TypeUrl.ClusterLoadAssignment))).toBeNull();
     w.set([res(TypeUrl.ClusterLoadAssignment, 'a', '2'), res(TypeUrl.ClusterLoadAssignment, 'later', '1')]);
@@ -63,7 +63,7 @@ describe('planSotw', () => {
     w.set([res(TypeUrl.ClusterLoadAssignment, 'a', '1')]);
     const ts = new TypeState(TypeUrl.ClusterLoadAssignment);
     ts.sub.applySotw(['a']);
-    commitPlan(ts, planSotw(ts, w.type(TypeUrl.ClusterLoadAssignment))!);
+    commitPlan(ts, planSotw(ts, w.type(TypeUrl.ClusterLoadAssignment))!, w.type(TypeUrl.ClusterLoadAssignment));
     expect(planSotw(ts, w.type(TypeUrl.ClusterLoadAssignment))).toBeNull();
     ts.forced.add('a');
     expect(names(planSotw(ts, w.type(TypeUrl.ClusterLoadAssignment)))).toEqual(['a']);
@@ -93,7 +93,7 @@ describe('planDelta', () => {
     const p = planDelta(ts, snap)!;
     expect(names(p)).toEqual(['b']);
     expect(p.removed).toEqual(['gone']);
-    commitPlan(ts, p);
+    commitPlan(ts, p, snap);
     expect(planDelta(ts, snap)).toBeNull();
   });
 
@@ -105,7 +105,7 @@ describe('planDelta', () => {
     ts.forced.add('nope');
     const p = planDelta(ts, w.type(TypeUrl.ClusterLoadAssignment))!;
     expect(p.removed).toEqual(['nope']);
-    commitPlan(ts, p);
+    commitPlan(ts, p, w.type(TypeUrl.ClusterLoadAssignment));
     expect(planDelta(ts, w.type(TypeUrl.ClusterLoadAssignment))).toBeNull();
     w.set([res(TypeUrl.ClusterLoadAssignment, 'nope', '1')]);
     expect(names(planDelta(ts, w.type(TypeUrl.ClusterLoadAssignment)))).toEqual(['nope']);
@@ -116,7 +116,7 @@ describe('planDelta', () => {
     w.set([res(TypeUrl.Cluster, 'in', '1')]);
     const ts = new TypeState(TypeUrl.Cluster);
     ts.sub.applyDelta(['*', 'in', 'out'], [], true);
-    commitPlan(ts, planDelta(ts, w.type(TypeUrl.Cluster))!);
+    commitPlan(ts, planDelta(ts, w.type(TypeUrl.Cluster))!, w.type(TypeUrl.Cluster));
     ts.sub.applyDelta([], ['in', 'out'], false);
     ts.announce.add('in');
     ts.announce.add('out');
@@ -125,4 +125,46 @@ describe('planDelta', () => {
     expect(names(p)).toEqual(['in']);
     expect(p.removed).toEqual(['out']);
   });
+});
+
+describe('incremental planning', () => {
+  // A seeded generator keeps failures reproducible.
+  function rng(seed: number): () => number {
+    let s = seed;
+    return () => ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  }
+
+  for (const [typeUrl, plan] of [
+    [TypeUrl.ClusterLoadAssignment, planSotw],
+    [TypeUrl.Cluster, planSotw],
+    [TypeUrl.ClusterLoadAssignment, planDelta],
+    [TypeUrl.Cluster, planDelta],
+  ] as const) {
+    it(`${plan.name} on ${typeUrl.split('.').pop()}: looking only at changed names gives the same plan as a full scan`, () => {
+      const rand = rng(typeUrl.length + plan.name.length);
+      const w = new World();
+      const pool = Array.from({ length: 12 }, (_, i) => `r${i}`);
+      const ts = new TypeState(typeUrl);
+      ts.sub.applySotw(rand() < 0.5 ? ['*'] : pool.filter(() => rand() < 0.6));
+      for (let step = 0; step < 300; step++) {
+        const resources = pool.filter(() => rand() < 0.7).map((n) => res(typeUrl, n, String(Math.floor(rand() * 3))));
+        w.set(resources);
+        const snap = w.type(typeUrl);
+        if (rand() < 0.2) ts.forced.add(pool[Math.floor(rand() * pool.length)]!);
+        const fresh = new TypeState(typeUrl);
+        fresh.sub.applySotw(ts.sub.wildcard ? ['*', ...ts.sub.names] : [...ts.sub.names]);
+        for (const [k, v] of ts.known) fresh.known.set(k, v);
+        for (const f of ts.forced) fresh.forced.add(f);
+        const full = plan(fresh, snap);
+        const incremental = plan(ts, snap);
+        const summary = (p: Plan | null): unknown => p && { r: p.resources.map((r) => r.name).sort(), rm: [...p.removed].sort(), c: p.changed.map((r) => r.name).sort() };
+        expect(summary(incremental), `step ${step}`).toEqual(summary(full));
+        if (incremental) commitPlan(ts, incremental, snap);
+        else {
+          ts.forced.clear();
+          ts.synced = snap;
+        }
+      }
+    });
+  }
 });

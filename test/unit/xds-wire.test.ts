@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { protoRegistry } from '../../src/proto/registry.js';
 import { clusterEdsServiceName, TypeUrl } from '../../src/xds/resources.js';
-import { concatFields, deltaResourceField, DeltaResponseField, DiscoveryResponseField, readStringField, scanFields, sotwResourceField, stringField } from '../../src/xds/wire.js';
+import { concatFields, deltaResourceField, DeltaResponseField, DiscoveryResponseField, outlineMessage, readStringField, scanFields, sotwResourceField, stringField } from '../../src/xds/wire.js';
 import { cla, edsCluster } from '../support/xds-fixtures.js';
 import { encodeJson } from '../../src/proto/json.js';
 
@@ -66,5 +66,28 @@ describe('clusterEdsServiceName', () => {
     expect(clusterEdsServiceName(edsCluster('b', { serviceName: 'svc-b' }).bytes)).toBe('svc-b');
     const staticCluster = encodeJson('envoy.config.cluster.v3.Cluster', { name: 's', type: 'STATIC', connect_timeout: '1s' });
     expect(clusterEdsServiceName(staticCluster)).toBeUndefined();
+  });
+});
+
+describe('outlineMessage', () => {
+  it('finds the span of a repeated field, whether it is contiguous, and a string field', () => {
+    const names = concatFields([stringField(3, 'a'), stringField(3, 'x'.repeat(300)), stringField(3, 'c')]);
+    const msg = concatFields([stringField(1, 'v1'), names, stringField(4, 'type/x'), stringField(5, 'n')]);
+    const o = outlineMessage(msg, 3, 4);
+    expect(o.problem).toBeNull();
+    expect(o.span).toMatchObject({ contiguous: true });
+    expect(Buffer.from(msg.subarray(o.span!.start, o.span!.end)).equals(names)).toBe(true);
+    expect(Buffer.from(o.text!).toString()).toBe('type/x');
+    const split = concatFields([stringField(3, 'a'), stringField(1, 'v'), stringField(3, 'b')]);
+    expect(outlineMessage(split, 3, 4).span).toMatchObject({ contiguous: false });
+  });
+
+  it('reports truncation, bad wire types and field number 0', () => {
+    const f = stringField(1, 'x'.repeat(200));
+    expect(outlineMessage(f.subarray(0, 10)).problem).toMatch(/runs past the end/);
+    expect(outlineMessage(f.subarray(0, 2)).problem).toMatch(/truncated length/);
+    expect(outlineMessage(Buffer.from([0x0f])).problem).toMatch(/unsupported wire type 7/);
+    expect(outlineMessage(Buffer.from([0x02, 0x00])).problem).toMatch(/field number 0/);
+    expect(outlineMessage(Buffer.from([0x08, 0xff])).problem).toMatch(/truncated varint/);
   });
 });
