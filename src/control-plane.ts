@@ -193,6 +193,8 @@ export class SnapshotPublisher {
   private byMatch = new Map<string, XdsResource[]>();
   /** Encodings of the previous revision by content, so unchanged resources are not re-encoded. */
   private reuse = new Map<string, EncodedResource>();
+  /** The list each group's snapshot was last set from. */
+  private readonly served = new Map<string, XdsResource[]>();
   private readonly revisionGauge: Gauge;
   private readonly publishSeconds: Histogram;
   private readonly failures: Counter;
@@ -242,8 +244,17 @@ export class SnapshotPublisher {
     this.revisionGauge.set(snap.revision);
     const active = this.activeGroups();
     for (const group of this.cache.groups()) {
-      if (!active.has(group)) this.cache.clearSnapshot(group);
-      else this.cache.setSnapshot(group, String(snap.revision), this.resourcesFor(nodeIdentityOfGroup(group)));
+      if (!active.has(group)) {
+        this.cache.clearSnapshot(group);
+        this.served.delete(group);
+        continue;
+      }
+      const list = this.resourcesFor(nodeIdentityOfGroup(group));
+      // Unchanged resources keep their encoded objects across revisions, so an identical list means
+      // nothing changed for this group: skipping it saves the cache from re-hashing every resource.
+      if (sameList(this.served.get(group), list)) continue;
+      this.cache.setSnapshot(group, String(snap.revision), list);
+      this.served.set(group, list);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.publishSeconds.observe(seconds);
@@ -254,14 +265,22 @@ export class SnapshotPublisher {
   groupFor(node: NodeInfo): string {
     const identity: NodeIdentity = { id: node.id, cluster: node.cluster, metadata: node.metadata };
     const group = nodeGroupKey(identity);
-    if (this.revision >= 0 && !this.cache.snapshot(group)) this.cache.setSnapshot(group, String(this.revision), this.resourcesFor(identity));
+    if (this.revision >= 0 && !this.cache.snapshot(group)) {
+      const list = this.resourcesFor(identity);
+      this.cache.setSnapshot(group, String(this.revision), list);
+      this.served.set(group, list);
+    }
     return group;
   }
 
   /** Drops snapshots of groups with no connected stream; they are rebuilt when a node returns. */
   prune(): void {
     const active = this.activeGroups();
-    for (const group of this.cache.groups()) if (!active.has(group)) this.cache.clearSnapshot(group);
+    for (const group of this.cache.groups()) {
+      if (active.has(group)) continue;
+      this.cache.clearSnapshot(group);
+      this.served.delete(group);
+    }
   }
 
   private activeGroups(): Set<string> {
@@ -277,6 +296,10 @@ export class SnapshotPublisher {
     }
     return list;
   }
+}
+
+function sameList(a: XdsResource[] | undefined, b: XdsResource[]): boolean {
+  return !!a && a.length === b.length && a.every((r, i) => r === b[i]);
 }
 
 function iso(ms: number): string {
