@@ -25,7 +25,10 @@ export function parseConfigText(text: string, format: ConfigFormat = 'yaml'): { 
       problems: errors.map((e) => {
         const pos = lines.linePos(e.pos[0]);
         const where = `line ${pos.line}, column ${pos.col}`;
-        return { path: '$', message: `not valid YAML at ${where}: ${e.message.split('\n')[0]}` };
+        const line = text.split('\n')[pos.line - 1] ?? '';
+        // A bare "::" (or "::1") after a key reads as YAML syntax, the usual first stumble with IPv6.
+        const hint = /:\s+:/.test(line) ? '; quote IPv6 addresses, e.g. address: "::"' : '';
+        return { path: '$', message: `not valid YAML at ${where}: ${e.message.split('\n')[0]}${hint}` };
       }),
     };
   }

@@ -178,6 +178,8 @@ describe('parsing and helpers', () => {
     if (!bad.ok) expect(bad.problems[0]?.message).toMatch(/line 3, column 5/);
     const garbage = parseConfigText('listeners: [\n  {name: a,,\n');
     expect(garbage.ok).toBe(false);
+    const ipv6 = parseConfigText('listeners:\n  - address: ::\n');
+    expect(!ipv6.ok && ipv6.problems[0]?.message).toMatch(/quote IPv6 addresses, e.g. address: "::"/);
     const json = parseConfigText('{"listeners": [', 'json');
     expect(json.ok).toBe(false);
   });
