@@ -86,8 +86,8 @@ export class TypeSnapshot {
    */
   base: TypeSnapshot | null = null;
   changed: ReadonlySet<string> | null = null;
-  private sotwAll?: Buffer;
-  private deltaAll?: Buffer;
+  private sotwAll?: SharedResponse;
+  private deltaAll?: SharedResponse;
 
   constructor(
     readonly typeUrl: string,
@@ -103,19 +103,35 @@ export class TypeSnapshot {
   }
 
   /**
-   * A response body (version, every resource, type URL; no nonce) for streams that receive all
-   * resources of this snapshot: built once, shared by all of them, so a large initial sync costs
-   * one copy per stream instead of one per resource.
+   * A complete response carrying every resource of this snapshot, for the streams that receive
+   * all of them (wildcard, or every name requested): built once and written as is to each of
+   * them, so a large initial sync costs no per-stream encoding or copying on our side. Its nonce
+   * is shared by those streams; nonces only need to be unique within a stream, and a stream that
+   * would get the same one twice in a row builds its own response instead.
    */
-  allBody(kind: 'sotw' | 'delta'): Buffer {
+  allResponse(kind: 'sotw' | 'delta'): SharedResponse {
     if (kind === 'sotw') {
-      this.sotwAll ??= concatFields([this.versionField, ...[...this.resources.values()].map((r) => r.sotwField()), this.typeUrlField]);
+      this.sotwAll ??= this.buildAll(DiscoveryResponseField.nonce, (r) => r.sotwField());
       return this.sotwAll;
     }
-    this.deltaAll ??= concatFields([this.versionField, ...[...this.resources.values()].map((r) => r.deltaField()), this.typeUrlField]);
+    this.deltaAll ??= this.buildAll(DeltaResponseField.nonce, (r) => r.deltaField());
     return this.deltaAll;
   }
+
+  private buildAll(nonceFieldNo: number, field: (r: EncodedResource) => Buffer): SharedResponse {
+    const nonce = `all.${(++sharedNonceSeq).toString(36)}`;
+    const bytes = concatFields([this.versionField, ...[...this.resources.values()].map(field), this.typeUrlField, stringField(nonceFieldNo, nonce)]);
+    return { bytes, nonce };
+  }
 }
+
+/** A response shared by several streams (see TypeSnapshot.allResponse). */
+export interface SharedResponse {
+  bytes: Buffer;
+  nonce: string;
+}
+
+let sharedNonceSeq = 0;
 
 /** Names whose resource differs between two snapshots of a type (added, changed or removed). */
 function changedNames(before: ReadonlyMap<string, EncodedResource>, after: ReadonlyMap<string, EncodedResource>): Set<string> {
@@ -223,7 +239,8 @@ export class SnapshotCache {
     const newTypes = new Map<string, Map<string, EncodedResource>>();
     for (const [typeUrl, list] of byType) {
       const m = new Map<string, EncodedResource>();
-      for (const r of list) m.set(r.name, this.intern(r));
+      const before = prev?.types.get(typeUrl)?.resources;
+      for (const r of list) m.set(r.name, this.intern(r, before?.get(r.name)));
       newTypes.set(typeUrl, m);
     }
 
@@ -336,7 +353,16 @@ export class SnapshotCache {
     return byType;
   }
 
-  private intern(r: XdsResource): EncodedResource {
+  private intern(r: XdsResource, previous: EncodedResource | undefined): EncodedResource {
+    // Most resources are unchanged between revisions: comparing bytes with the group's previous
+    // version is much cheaper than hashing them.
+    if (previous && previous.bytes.equals(r.bytes)) {
+      const same = this.interned.get(previous.internKey);
+      if (same) {
+        same.refs++;
+        return same.res;
+      }
+    }
     const digest = createHash('sha256').update(r.bytes).digest();
     const key = `${r.typeUrl}\n${r.name}\n${digest.toString('base64')}`;
     let entry = this.interned.get(key);

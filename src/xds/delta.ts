@@ -69,16 +69,17 @@ export class DeltaStream extends XdsStream {
     return planDelta(ts, snap);
   }
 
-  protected encode(_ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: string): Buffer {
-    const nonceField = stringField(DeltaResponseField.nonce, nonce);
+  protected encode(ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: () => string): { bytes: Buffer; nonce: string } {
     if (plan.removed.length === 0 && plan.resources.length === snap.resources.size && plan.resources.length > 1) {
-      return concatFields([snap.allBody('delta'), nonceField]);
+      const shared = snap.allResponse('delta');
+      if (ts.lastSent?.nonce !== shared.nonce) return shared;
     }
+    const n = nonce();
     const parts: Buffer[] = [snap.versionField];
     for (const r of plan.resources) parts.push(r.deltaField());
     parts.push(snap.typeUrlField);
     for (const name of plan.removed) parts.push(stringField(DeltaResponseField.removedResources, name));
-    parts.push(nonceField);
-    return concatFields(parts);
+    parts.push(stringField(DeltaResponseField.nonce, n));
+    return { bytes: concatFields(parts), nonce: n };
   }
 }

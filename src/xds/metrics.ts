@@ -14,6 +14,10 @@ export class XdsMetrics {
   readonly rejectedRequests: Counter<'reason'>;
   readonly snapshotGroups: Gauge;
   readonly cachedResources: Gauge;
+  /** Hot-path children of pushToAck and responses, by type URL (and protocol). */
+  readonly ackLatency: LabelCache<{ observe(v: number): void }>;
+  readonly sotwResponses: LabelCache<{ inc(): void }>;
+  readonly deltaResponses: LabelCache<{ inc(): void }>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -69,10 +73,30 @@ export class XdsMetrics {
       help: 'Distinct encoded resource versions held by the cache',
       registers,
     });
+    this.ackLatency = new LabelCache((t) => this.pushToAck.labels({ type_url: t }));
+    this.sotwResponses = new LabelCache((t) => this.responses.labels({ type_url: t, protocol: 'sotw' }));
+    this.deltaResponses = new LabelCache((t) => this.responses.labels({ type_url: t, protocol: 'delta' }));
   }
 }
 
 const byRegistry = new WeakMap<Registry, XdsMetrics>();
+
+/**
+ * Labelled children looked up once per label value: the hot paths (a response or an ACK per
+ * stream per change) then skip prom-client's label hashing.
+ */
+export class LabelCache<T> {
+  private readonly children = new Map<string, T>();
+  constructor(private readonly make: (value: string) => T) {}
+  get(value: string): T {
+    let c = this.children.get(value);
+    if (!c) {
+      c = this.make(value);
+      this.children.set(value, c);
+    }
+    return c;
+  }
+}
 
 /** The XdsMetrics registered on `registry`, created on first use. */
 export function xdsMetrics(registry: Registry): XdsMetrics {

@@ -63,13 +63,16 @@ export class SotwStream extends XdsStream {
     return planSotw(ts, snap);
   }
 
-  protected encode(_ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: string): Buffer {
-    const nonceField = stringField(DiscoveryResponseField.nonce, nonce);
-    // Every resource of the snapshot (wildcard, or all names requested): share one body.
-    if (plan.resources.length === snap.resources.size && plan.resources.length > 1) return concatFields([snap.allBody('sotw'), nonceField]);
+  protected encode(ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: () => string): { bytes: Buffer; nonce: string } {
+    // Every resource of the snapshot (wildcard, or all names requested): the shared response.
+    if (plan.resources.length === snap.resources.size && plan.resources.length > 1) {
+      const shared = snap.allResponse('sotw');
+      if (ts.lastSent?.nonce !== shared.nonce) return shared;
+    }
+    const n = nonce();
     const parts: Buffer[] = [snap.versionField];
     for (const r of plan.resources) parts.push(r.sotwField());
-    parts.push(snap.typeUrlField, nonceField);
-    return concatFields(parts);
+    parts.push(snap.typeUrlField, stringField(DiscoveryResponseField.nonce, n));
+    return { bytes: concatFields(parts), nonce: n };
   }
 }

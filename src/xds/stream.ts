@@ -117,7 +117,8 @@ export abstract class XdsStream {
   protected abstract decode(bytes: Buffer): SotwRequest | DeltaRequest | UndecodableRequest;
   protected abstract handle(req: SotwRequest | DeltaRequest): void;
   protected abstract plan(ts: TypeState, snap: TypeSnapshot): Plan | null;
-  protected abstract encode(ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: string): Buffer;
+  /** Builds the response; `nonce()` makes a stream-unique nonce when the response is not shared. */
+  protected abstract encode(ts: TypeState, snap: TypeSnapshot, plan: Plan, nonce: () => string): { bytes: Buffer; nonce: string };
 
   /** The request's type URL after the per-service and registry checks, or null (stream failed). */
   protected resolveTypeUrl(requested: string): string | null {
@@ -190,7 +191,7 @@ export abstract class XdsStream {
       this.log.warn({ type: typeLabel(ts.typeUrl), version: sent.version, nonce, error: error.message }, 'client rejected (NACK) a response');
     } else {
       ts.acked = { version: versionInfo || sent.version, nonce, at: now };
-      this.ctx.metrics.pushToAck.observe({ type_url: ts.typeUrl }, (now - sent.at) / 1000);
+      this.ctx.metrics.ackLatency.get(ts.typeUrl).observe((now - sent.at) / 1000);
       this.ctx.counters.acks++;
     }
   }
@@ -252,12 +253,11 @@ export abstract class XdsStream {
   }
 
   private send(ts: TypeState, snap: TypeSnapshot, plan: Plan): void {
-    const nonce = `${this.id}.${(++this.nonceSeq).toString(36)}`;
-    const buf = this.encode(ts, snap, plan, nonce);
+    const { bytes: buf, nonce } = this.encode(ts, snap, plan, () => `${this.id}.${(++this.nonceSeq).toString(36)}`);
     ts.pendingNonce = nonce;
     ts.lastSent = { version: snap.version, nonce, at: Date.now(), resources: plan.resources.length, removed: plan.removed.length };
     commitPlan(ts, plan, snap);
-    this.ctx.metrics.responses.inc({ type_url: ts.typeUrl, protocol: this.protocol });
+    (this.protocol === 'sotw' ? this.ctx.metrics.sotwResponses : this.ctx.metrics.deltaResponses).get(ts.typeUrl).inc();
     this.ctx.counters.responses++;
     this.log.debug({ type: typeLabel(ts.typeUrl), version: snap.version, nonce, resources: plan.resources.length, removed: plan.removed.length, bytes: buf.length }, 'response sent');
     if (ts.typeUrl === TypeUrl.Cluster && plan.changed.length > 0) this.refreshEndpoints(plan);
@@ -270,10 +270,11 @@ export abstract class XdsStream {
    */
   private refreshEndpoints(plan: Plan): void {
     const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
-    if (!eds) return;
+    // CLAs the client does not hold go out anyway; only held ones need forcing.
+    if (!eds || eds.known.size === 0) return;
     for (const c of plan.changed) {
       const name = c.edsServiceName();
-      if (name !== undefined && eds.sub.includes(name)) {
+      if (name !== undefined && eds.known.has(name) && eds.sub.includes(name)) {
         eds.forced.add(name);
         eds.dirty = true;
       }

@@ -49,6 +49,9 @@ describe('SotW: ACK and NACK', () => {
     expect(st.acked).toMatchObject({ version: v, nonce: r.nonce });
     expect(st.awaitingAck).toBe(false);
     expect(st.lastSent).toMatchObject({ version: v, nonce: r.nonce, resources: 2 });
+    expect(await srv.registry.getSingleMetricAsString('xds_connected_streams')).toContain('xds_connected_streams{protocol="sotw",service="ads"} 1');
+    expect(await srv.registry.getSingleMetricAsString('xds_push_to_ack_seconds')).toContain(`xds_push_to_ack_seconds_count{type_url="${TypeUrl.Cluster}"} 1`);
+    expect(srv.server.stats()).toMatchObject({ streams: 1, responses: 1, acks: 1, nacks: 0 });
   });
 
   it('a NACKed version is not resent; the NACK is kept; a newer version goes out', async () => {

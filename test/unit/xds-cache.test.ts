@@ -76,6 +76,16 @@ describe('SnapshotCache', () => {
     expect(cache.stats().resources).toBe(1);
   });
 
+  it('recognises unchanged resources given as fresh byte arrays', () => {
+    const cache = new SnapshotCache();
+    cache.setSnapshot('g', '1', [res(TypeUrl.Cluster, 'c', 'same')]);
+    const first = cache.snapshot('g')!.type(TypeUrl.Cluster).resources.get('c')!;
+    first.sotwField();
+    cache.setSnapshot('g', '2', [res(TypeUrl.Cluster, 'c', 'same'), res(TypeUrl.Listener, 'l', 'x')]);
+    expect(cache.snapshot('g')!.type(TypeUrl.Cluster).resources.get('c')).toBe(first);
+    expect(cache.stats()).toMatchObject({ resources: 2, encodes: { any: 1 } });
+  });
+
   it('forgets resources no snapshot holds any more', () => {
     const cache = new SnapshotCache();
     cache.setSnapshot('a', '1', [res(TypeUrl.Cluster, 'c', 'v1')]);
