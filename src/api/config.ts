@@ -11,7 +11,7 @@ import { validateConfig } from '../model/validate.js';
 import { normalizeConfig } from '../model/config.js';
 import type { ConfigService } from './config-service.js';
 import { errorResponses } from './errors.js';
-import { parseIfMatch, revisionTag } from './etag.js';
+import { revisionPrecondition, revisionTag } from './etag.js';
 
 const FieldChange = Type.Object({ path: Type.String(), before: Type.Optional(Type.Unknown()), after: Type.Optional(Type.Unknown()) });
 export const ConfigDiffSchema = Type.Object({
@@ -85,7 +85,7 @@ export function configPlugin(svc: ConfigService) {
       handler: async (req, reply) => {
         const { dryRun } = req.query as { dryRun?: boolean };
         const doc = normalizeConfig(req.body as ConfigDocumentInput);
-        const pre = parseIfMatch(req.headers['if-match']);
+        const pre = revisionPrecondition(req.headers['if-match']);
         if (dryRun) {
           const cur = await svc.current();
           const valid = svc.check(doc);

@@ -7,7 +7,7 @@ import { findItem, itemName, removeItem, upsertItem, type Collection } from '../
 import type { Cluster, DropRule, Listener } from '../model/schema.js';
 import type { CommitResult, ConfigService } from './config-service.js';
 import { conflict, errorResponses, invalid, notFound } from './errors.js';
-import { checkItemPrecondition, itemTag, parseIfMatch, revisionTag } from './etag.js';
+import { checkItemPrecondition, itemTag, parseIfMatch, revisionPrecondition, revisionTag } from './etag.js';
 
 type Item = Listener | Cluster | DropRule;
 
@@ -90,7 +90,7 @@ export function registerCollection(app: FastifyInstance, svc: ConfigService, spe
           if (findItem(cur, spec.collection, name)) throw conflict(`${what(name)} already exists; PUT ${base}/${encodeURIComponent(name)} replaces it`);
           return upsertItem(cur, spec.collection, name, item as never).doc;
         },
-        { precondition: parseIfMatch(req.headers['if-match']), message: `POST ${base} ${name}` },
+        { precondition: revisionPrecondition(req.headers['if-match']), message: `POST ${base} ${name}` },
       );
       return sendCommit(reply, r, 201, item);
     },

@@ -37,3 +37,12 @@ export function checkItemPrecondition(pre: Precondition, current: unknown, what:
     if (now !== pre.tag) throw conflict(`${what} changed since you read it (ETag now ${now}, you sent ${pre.tag}); read it again and retry`);
   }
 }
+
+/** For writes of the whole config or a whole collection: only a revision ETag (or *) makes sense. */
+export function revisionPrecondition(header: string | string[] | undefined): Precondition {
+  const pre = parseIfMatch(header);
+  if (pre.kind === 'item') {
+    throw invalid('If-Match here takes the config revision', [{ path: '$headers["if-match"]', message: `expected a revision ETag such as "r42" (from GET /v1/config), got the item ETag ${pre.tag}` }]);
+  }
+  return pre;
+}

@@ -9,7 +9,7 @@ import type { RawResource as RawResourceT } from '../model/schema.js';
 import type { ConfigService } from './config-service.js';
 import { sendCommit, writeResult } from './crud.js';
 import { errorResponses, invalid, notFound } from './errors.js';
-import { checkItemPrecondition, itemTag, parseIfMatch, revisionTag } from './etag.js';
+import { checkItemPrecondition, itemTag, parseIfMatch, revisionPrecondition, revisionTag } from './etag.js';
 
 const TypeParam = Type.String({ minLength: 1, description: 'full message name, e.g. envoy.config.cluster.v3.Cluster (or a URL-encoded type URL)' });
 const ItemParams = Type.Object({ type: TypeParam, name: Type.String({ minLength: 1 }) });
@@ -41,7 +41,7 @@ export function resourcesPlugin(svc: ConfigService) {
       },
       handler: async (req, reply) => {
         const list = req.body as RawResourceT[];
-        const r = await svc.edit((cur) => ({ ...cur, resources: list }), { precondition: parseIfMatch(req.headers['if-match']), message: 'PUT /v1/resources' });
+        const r = await svc.edit((cur) => ({ ...cur, resources: list }), { precondition: revisionPrecondition(req.headers['if-match']), message: 'PUT /v1/resources' });
         return sendCommit(reply, r, 200);
       },
     });
@@ -49,7 +49,7 @@ export function resourcesPlugin(svc: ConfigService) {
     app.delete('/v1/resources', {
       schema: { tags: [tag], summary: 'Remove all raw resources', response: { 200: writeResult(), ...errorResponses(401, 409) } },
       handler: async (req, reply) => {
-        const r = await svc.edit((cur) => ({ ...cur, resources: [] }), { precondition: parseIfMatch(req.headers['if-match']), message: 'DELETE /v1/resources', invalidStatus: 409 });
+        const r = await svc.edit((cur) => ({ ...cur, resources: [] }), { precondition: revisionPrecondition(req.headers['if-match']), message: 'DELETE /v1/resources', invalidStatus: 409 });
         return sendCommit(reply, r, 200);
       },
     });

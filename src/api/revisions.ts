@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { ConfigDocument } from '../model/schema.js';
 import type { ConfigService } from './config-service.js';
 import { errorResponses, notFound } from './errors.js';
-import { parseIfMatch, revisionTag } from './etag.js';
+import { revisionPrecondition, revisionTag } from './etag.js';
 import { ConfigDiffSchema } from './config.js';
 
 const Summary = Type.Object({ listeners: Type.Integer(), clusters: Type.Integer(), dropRules: Type.Integer(), resources: Type.Integer() });
@@ -66,7 +66,7 @@ export function revisionsPlugin(svc: ConfigService) {
         const { revision } = req.params as { revision: number };
         const target = await svc.store.get(revision);
         if (!target) throw notFound(`revision ${revision} is not in the history (GET /v1/revisions lists what is kept)`);
-        const r = await svc.edit(() => target.config, { precondition: parseIfMatch(req.headers['if-match']), message: `rollback to ${revision}`, invalidStatus: 409 });
+        const r = await svc.edit(() => target.config, { precondition: revisionPrecondition(req.headers['if-match']), message: `rollback to ${revision}`, invalidStatus: 409 });
         reply.header('x-config-revision', String(r.snapshot.revision)).header('etag', revisionTag(r.snapshot.revision));
         return { revision: r.snapshot.revision, changed: r.changed, diff: r.diff };
       },

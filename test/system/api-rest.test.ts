@@ -135,6 +135,7 @@ describe('REST API', () => {
       { what: 'missing token', method: 'PUT', path: '/v1/clusters/c9', body: { name: 'c9' }, auth: false, status: 401, message: /missing the API token/ },
       { what: 'wrong token', method: 'DELETE', path: '/v1/listeners/kafka', headers: { authorization: 'Bearer nope' }, auth: false, status: 401, message: /wrong API token/ },
       { what: 'bad If-Match', method: 'PUT', path: '/v1/config', body: kafka, type: 'application/yaml', headers: { 'if-match': 'banana' }, status: 400, problem: ['$headers["if-match"]', /expected an ETag/] },
+      { what: 'item ETag on the whole config', method: 'PUT', path: '/v1/config', body: kafka, type: 'application/yaml', headers: { 'if-match': '"i0123456789abcdef"' }, status: 400, problem: ['$headers["if-match"]', /expected a revision ETag/] },
       { what: 'stale If-Match', method: 'PUT', path: '/v1/config', body: 'listeners: []', type: 'application/yaml', headers: { 'if-match': '"r0"' }, status: 409, message: /at revision 1, not 0/ },
       { what: 'deleting a used cluster', method: 'DELETE', path: '/v1/clusters/kafka1', status: 409, problem: ['$.listeners[0].routes[0].cluster', /unknown cluster "kafka1"/] },
       { what: 'unknown listener', method: 'DELETE', path: '/v1/listeners/ghost', status: 404, message: /listener "ghost" does not exist/ },
