@@ -61,6 +61,9 @@ export class DeltaStream extends XdsStream {
         ts.forced.add(n);
       }
     }
+    // The first wildcard request gets an answer even when there is nothing to send, so the client
+    // finishes initialising instead of waiting for its initial fetch timeout.
+    if (first && ts.sub.wildcard) ts.respondAnyway = true;
     if (first || change.removed.length > 0) ts.dirty = true;
     this.schedule();
   }

@@ -40,7 +40,7 @@ export class TypeState {
   readonly forced = new Set<string>();
   /** Delta: names whose presence must be confirmed or denied (unsubscribed under a wildcard). */
   readonly announce = new Set<string>();
-  /** SotW LDS/CDS: answer even with an unchanged set (first request, newly named resources). */
+  /** Answer even with nothing new: SotW LDS/CDS first request or newly named resources; Delta first wildcard request. */
   respondAnyway = false;
   /** Something may need sending: snapshot or subscription changed since the last plan. */
   dirty = false;
@@ -172,7 +172,7 @@ export function planDelta(ts: TypeState, snap: TypeSnapshot): Plan | null {
   // "Unsubscribing from Resources": a name dropped while a wildcard is active must be confirmed
   // (sent, if the wildcard covers it) or denied (removed_resources).
   for (const name of ts.announce) if (!(ts.sub.includes(name) && res.has(name))) removed.add(name);
-  if (changed.length === 0 && removed.size === 0) return null;
+  if (changed.length === 0 && removed.size === 0 && !ts.respondAnyway) return null;
   return { resources: changed, removed: [...removed], changed, complete: false };
 }
 

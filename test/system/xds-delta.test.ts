@@ -53,6 +53,16 @@ describe('Delta xDS', () => {
     expect(r3.removed).toEqual(['a']);
   });
 
+  it('answers a first wildcard request even when the group has none of that type', async () => {
+    publish([cla('a', ep(1))]);
+    const s = client.delta();
+    s.send({ typeUrl: TypeUrl.Listener, subscribe: ['*'] });
+    const r = await s.nextOf(TypeUrl.Listener);
+    expect(r).toMatchObject({ resources: [], removed: [] });
+    s.ack(r);
+    await s.expectNone(200);
+  });
+
   it('legacy wildcard: a first request naming nothing subscribes to all clusters', async () => {
     publish([edsCluster('a')]);
     const s = client.delta();
