@@ -97,10 +97,6 @@ export abstract class XdsStream {
     ctx.metrics.connectedStreams.inc({ protocol, service });
   }
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   /** Entry point for every request off the wire. Never throws. */
   onRequest(raw: RawRequest): void {
     if (this.closed) return;
@@ -259,7 +255,9 @@ export abstract class XdsStream {
     commitPlan(ts, plan, snap);
     (this.protocol === 'sotw' ? this.ctx.metrics.sotwResponses : this.ctx.metrics.deltaResponses).get(ts.typeUrl).inc();
     this.ctx.counters.responses++;
-    this.log.debug({ type: typeLabel(ts.typeUrl), version: snap.version, nonce, resources: plan.resources.length, removed: plan.removed.length, bytes: buf.length }, 'response sent');
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ type: typeLabel(ts.typeUrl), version: snap.version, nonce, resources: plan.resources.length, removed: plan.removed.length, bytes: buf.length }, 'response sent');
+    }
     if (ts.typeUrl === TypeUrl.Cluster && plan.changed.length > 0) this.refreshEndpoints(plan);
     this.write(buf);
   }
