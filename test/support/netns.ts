@@ -1,14 +1,58 @@
 // Network-namespace topologies for tests and benchmarks: hosts joined by veth links, addressed
-// and routed, with processes started inside them. Every name carries NETNS_PREFIX and a random
-// tag, so runs never collide, and destroy() (or sweepLeftovers) removes everything.
+// and routed, with processes started inside them. Every name carries NETNS_PREFIX, the run id of
+// the owning test run and a random tag, so concurrent runs never collide, and destroy() (or the
+// orphan sweep) removes everything. A run id is owned by a live PID recorded under OWNERS_DIR;
+// only namespaces whose owner is gone count as orphans.
 // Uses `nsenter --net=` rather than `ip netns exec`, which remounts /sys and hides /sys/fs/bpf.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
 export const NETNS_PREFIX = 'exds-';
+const OWNERS_DIR = '/run/ebpf-xds-test/owners';
+
+/**
+ * The id of this test run: inherited through EXDS_RUN_ID (set by the global setup before workers
+ * start), or created here and owned by this process (benchmarks, ad-hoc scripts).
+ */
+export function testRunId(): string {
+  let id = process.env['EXDS_RUN_ID'];
+  if (!id) {
+    id = randomBytes(3).toString('hex');
+    mkdirSync(OWNERS_DIR, { recursive: true });
+    writeFileSync(`${OWNERS_DIR}/${id}`, String(process.pid));
+    process.env['EXDS_RUN_ID'] = id;
+  }
+  return id;
+}
+
+/** Forgets the owner record of this process's run (call when the run is over). */
+export function releaseTestRunId(): void {
+  const id = process.env['EXDS_RUN_ID'];
+  if (id) rmSync(`${OWNERS_DIR}/${id}`, { force: true });
+}
+
+function ownerAlive(runId: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(`${OWNERS_DIR}/${runId}`, 'utf8'));
+  } catch {
+    return false;
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function runIdOf(netns: string): string {
+  return netns.slice(NETNS_PREFIX.length).split('-')[0] ?? '';
+}
 
 export async function sh(cmd: string, args: string[], opts: { allowFail?: boolean; input?: string } = {}): Promise<string> {
   try {
@@ -110,7 +154,7 @@ export class Topology {
 
   static async create(spec: TopologySpec): Promise<Topology> {
     await requireRoot();
-    const tag = `${NETNS_PREFIX}${spec.label}-${randomBytes(2).toString('hex')}`;
+    const tag = `${NETNS_PREFIX}${testRunId()}-${spec.label}-${randomBytes(2).toString('hex')}`;
     const topo = new Topology(tag);
     try {
       for (const name of spec.hosts) {
@@ -190,19 +234,21 @@ export async function requireRoot(): Promise<void> {
   if (!/^\S+ \/sys\/fs\/bpf bpf /m.test(mounts)) throw new Error('bpffs is not mounted at /sys/fs/bpf; `npm test` mounts it, or run: mount -t bpf bpf /sys/fs/bpf');
 }
 
-/** Namespaces left by earlier runs (crashed workers). Returned so callers can assert or delete. */
-export async function leftoverNetns(): Promise<string[]> {
+/** Our namespaces: those of this run (scope "run"), or those whose owning run is gone ("orphans"). */
+export async function leftoverNetns(scope: 'run' | 'orphans'): Promise<string[]> {
   const out = await sh('ip', ['netns', 'list'], { allowFail: true });
+  const mine = process.env['EXDS_RUN_ID'];
   return out
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')
-    .filter((n) => n.startsWith(NETNS_PREFIX));
+    .filter((n) => n.startsWith(NETNS_PREFIX))
+    .filter((n) => (scope === 'run' ? runIdOf(n) === mine : !ownerAlive(runIdOf(n))));
 }
 
-export async function sweepLeftoverNetns(): Promise<string[]> {
-  const left = await leftoverNetns();
+/** Deletes our namespaces in `scope` and kills what still runs inside them. */
+export async function sweepLeftoverNetns(scope: 'run' | 'orphans'): Promise<string[]> {
+  const left = await leftoverNetns(scope);
   for (const ns of left) {
-    // kill anything still running inside before deleting the name
     const pids = await sh('ip', ['netns', 'pids', ns], { allowFail: true });
     for (const pid of pids.split('\n').filter(Boolean)) {
       try {
