@@ -153,6 +153,9 @@ async function scenario(n: number, m: number, protocol: 'sotw' | 'delta'): Promi
   const clas = Array.from({ length: m }, (_, i) => cla(i, 0));
   const encodeMs = performance.now() - tEnc;
 
+  // Let the previous scenario's connections and buffers go before taking the baseline.
+  await sleep(2000);
+  gc();
   gc();
   const heap0 = heapMb();
   const child = new Child(fork(CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
@@ -181,6 +184,7 @@ async function scenario(n: number, m: number, protocol: 'sotw' | 'delta'): Promi
     const initialCpuMs = cpuMs(cpu0);
     // Written responses are released by the HTTP/2 layer a little after the ACKs; let them go.
     await sleep(2000);
+    gc();
     gc();
     const heapKbPerStream = ((heapMb() - heap0) * 1024) / n;
 

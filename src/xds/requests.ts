@@ -95,13 +95,30 @@ const utf8 = new TextDecoder('utf-8');
  * remembered array is reused instead of decoding and validating every name again.
  */
 export function decodeSotwRequest(buf: Uint8Array, memo?: NamesMemo): SotwRequest | UndecodableRequest {
-  const outline = outlineMessage(buf, RESOURCE_NAMES_FIELD, SOTW_TYPE_URL_FIELD);
+  // An ACK usually repeats a remembered list byte for byte: find it with one comparison instead
+  // of walking its fields.
+  let candidate: { key: string; bytes: Buffer; names: string[] } | undefined;
+  const knownSpan =
+    memo && memo.size > 0
+      ? (at: number): number => {
+          for (const [key, entry] of memo) {
+            const len = entry.bytes.length;
+            if (at + len <= buf.length && entry.bytes.equals(buf.subarray(at, at + len))) {
+              candidate = { key, ...entry };
+              return len;
+            }
+          }
+          return 0;
+        }
+      : undefined;
+  const outline = outlineMessage(buf, RESOURCE_NAMES_FIELD, SOTW_TYPE_URL_FIELD, knownSpan);
   if (outline.problem) return { kind: 'undecodable', message: `malformed DiscoveryRequest: ${outline.problem}` };
   const span = outline.span;
   const namesBytes = span && span.contiguous ? buf.subarray(span.start, span.end) : null;
   let reused: string[] | undefined;
   if (memo && namesBytes && outline.text) {
-    const prev = memo.get(utf8.decode(outline.text));
+    const typeUrl = utf8.decode(outline.text);
+    const prev = candidate?.key === typeUrl && candidate.bytes.length === namesBytes.length ? candidate : memo.get(typeUrl);
     if (prev && prev.bytes.equals(namesBytes)) reused = prev.names;
   }
   let m: Plain;

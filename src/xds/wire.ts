@@ -181,9 +181,11 @@ export interface MessageOutline {
  * Checks that the top-level fields of a message are well-formed (tags, varints and lengths within
  * bounds) and, in the same pass, locates one repeated field and one string field. protobufjs
  * clamps truncated strings instead of failing, so requests are checked here first; the span lets
- * a stream recognise a repeated resource_names list without decoding it.
+ * a stream recognise a repeated resource_names list without decoding it. `knownSpan`, called
+ * where the span field first occurs, may return the length of bytes it recognises there (already
+ * validated earlier), which are then skipped in one step.
  */
-export function outlineMessage(buf: Uint8Array, spanField = 0, textField = 0): MessageOutline {
+export function outlineMessage(buf: Uint8Array, spanField = 0, textField = 0, knownSpan?: (at: number) => number): MessageOutline {
   const n = buf.length;
   let o = 0;
   let span: FieldSpan | null = null;
@@ -192,6 +194,16 @@ export function outlineMessage(buf: Uint8Array, spanField = 0, textField = 0): M
   const fail = (problem: string): MessageOutline => ({ problem, span: null, text: null });
   while (o < n) {
     const at = o;
+    if (span === null && knownSpan && (buf[o] as number) === ((spanField << 3) | WIRE_LEN)) {
+      // The caller recognises these bytes (a list it has already checked): step over them whole.
+      const len = knownSpan(at);
+      if (len > 0) {
+        span = { start: at, end: at + len, contiguous: true };
+        lastWasSpan = true;
+        o = at + len;
+        continue;
+      }
+    }
     // Tags and lengths are almost always one byte; take the fast path before the general varint.
     let tag = buf[o] as number;
     if (tag < 0x80) o++;
