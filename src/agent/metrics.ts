@@ -1,0 +1,122 @@
+// The agent's Prometheus metrics (prom-client), defined once per Registry and shared by the
+// parts that update them: the embedded proxy, the health checker, and (through the collect
+// sources) the reconciler, which reads the per-CPU BPF counters at scrape time.
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+export type PathLabel = 'xdp' | 'skb' | 'userspace';
+
+export interface ProxyMetrics {
+  /** Connections accepted, before any decision. */
+  accepted: Counter<'listener'>;
+  /** Connections handed off, by the path that carried their bytes (counted when that is known). */
+  connections: Counter<'listener' | 'path'>;
+  /** Connections open now (accepted and not yet closed). */
+  active: Gauge<'listener'>;
+  /** A kernel path was asked for and user space copied instead. */
+  fallbacks: Counter<'listener' | 'requested' | 'reason'>;
+  /** Bytes copied by user space (downstream_to_upstream, upstream_to_downstream). */
+  userspaceBytes: Counter<'listener' | 'direction'>;
+  /** Connections closed before reaching an upstream, by reason. */
+  rejected: Counter<'listener' | 'reason'>;
+  /** Drop rules that denied a connection in user space. */
+  denied: Counter<'listener' | 'rule'>;
+  /** TLS inspection outcome per connection of an SNI listener. */
+  sni: Counter<'listener' | 'outcome'>;
+  /** Upstream connect attempts that failed. */
+  connectFailures: Counter<'cluster' | 'endpoint' | 'reason'>;
+  /** Endpoints chosen by the load balancer (one per connect attempt). */
+  upstreamSelected: Counter<'cluster' | 'endpoint'>;
+  /** Connections ended by their idle timeout. */
+  idleTimeouts: Counter<'listener'>;
+}
+
+export interface HealthMetrics {
+  /** 1 when the endpoint is picked as healthy (CLA status and active check), 0 otherwise. */
+  endpointHealthy: Gauge<'cluster' | 'endpoint'>;
+  /** 1 while the cluster balances in panic mode (too few healthy endpoints). */
+  clusterPanic: Gauge<'cluster'>;
+  checks: Counter<'cluster' | 'result'>;
+  transitions: Counter<'cluster' | 'endpoint' | 'to'>;
+}
+
+export interface SplicedBytesSample {
+  path: 'skb' | 'xdp';
+  bytes: number | bigint;
+}
+
+export interface AgentMetrics {
+  proxy: ProxyMetrics;
+  health: HealthMetrics;
+  /**
+   * Where exds_spliced_bytes_total comes from: the reconciler sums the per-CPU BPF counters of
+   * each datapath and returns them here; called at every scrape. Without a source the metric
+   * has no samples.
+   */
+  setSplicedBytesSource(source: (() => SplicedBytesSample[]) | undefined, onError?: (err: Error) => void): void;
+}
+
+const perRegistry = new WeakMap<Registry, AgentMetrics>();
+
+/** The agent's metrics on `registry`, created on first use (so every part shares one set). */
+export function agentMetrics(registry: Registry): AgentMetrics {
+  const existing = perRegistry.get(registry);
+  if (existing) return existing;
+  const registers = [registry];
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Counter<L>({ name, help, labelNames, registers });
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Gauge<L>({ name, help, labelNames, registers });
+
+  const proxy: ProxyMetrics = {
+    accepted: counter('exds_proxy_accepted_total', 'Connections accepted by the embedded proxy', ['listener']),
+    connections: counter('exds_proxy_connections_total', 'Connections handed off, by the path that carried their bytes (xdp, skb, userspace)', ['listener', 'path']),
+    active: gauge('exds_proxy_active_connections', 'Connections open now', ['listener']),
+    fallbacks: counter('exds_proxy_fallbacks_total', 'Connections copied in user space although a kernel path was requested, by reason', ['listener', 'requested', 'reason']),
+    userspaceBytes: counter('exds_proxy_userspace_bytes_total', 'Bytes copied by the proxy in user space', ['listener', 'direction']),
+    rejected: counter('exds_proxy_rejected_total', 'Connections closed before reaching an upstream, by reason', ['listener', 'reason']),
+    denied: counter('exds_proxy_denied_total', 'Connections denied by a drop rule in user space', ['listener', 'rule']),
+    sni: counter('exds_proxy_sni_total', 'TLS ClientHello inspection outcomes', ['listener', 'outcome']),
+    connectFailures: counter('exds_proxy_connect_failures_total', 'Upstream connect attempts that failed', ['cluster', 'endpoint', 'reason']),
+    upstreamSelected: counter('exds_proxy_upstream_selected_total', 'Endpoints chosen by the load balancer, one per connect attempt', ['cluster', 'endpoint']),
+    idleTimeouts: counter('exds_proxy_idle_timeouts_total', 'Connections closed by their idle timeout', ['listener']),
+  };
+  const health: HealthMetrics = {
+    endpointHealthy: gauge('exds_endpoint_healthy', 'Endpoint picked as healthy (CLA health status and active health check): 1 or 0', ['cluster', 'endpoint']),
+    clusterPanic: gauge('exds_cluster_panic', 'Cluster balancing in panic mode (too few healthy endpoints): 1 or 0', ['cluster']),
+    checks: counter('exds_health_checks_total', 'Active TCP health checks by result', ['cluster', 'result']),
+    transitions: counter('exds_health_transitions_total', 'Endpoint health changes from active health checks', ['cluster', 'endpoint', 'to']),
+  };
+
+  let source: (() => SplicedBytesSample[]) | undefined;
+  let onSourceError: ((err: Error) => void) | undefined;
+  const collectErrors = counter('exds_metrics_collect_errors_total', 'Metric sources that threw at scrape time (their metric has no samples for that scrape)', ['metric']);
+  new Counter<'path'>({
+    name: 'exds_spliced_bytes_total',
+    help: 'Bytes carried by the kernel (per-CPU BPF counters summed at scrape time)',
+    labelNames: ['path'],
+    registers,
+    collect() {
+      this.reset();
+      if (!source) return;
+      let samples: SplicedBytesSample[];
+      try {
+        samples = source();
+      } catch (err) {
+        // A scrape must not fail because one source did: count it and hand the error to the owner.
+        collectErrors.inc({ metric: 'exds_spliced_bytes_total' });
+        onSourceError?.(err as Error);
+        return;
+      }
+      for (const s of samples) this.inc({ path: s.path }, Number(s.bytes));
+    },
+  });
+
+  const metrics: AgentMetrics = {
+    proxy,
+    health,
+    setSplicedBytesSource(fn, onError) {
+      source = fn;
+      onSourceError = onError;
+    },
+  };
+  perRegistry.set(registry, metrics);
+  return metrics;
+}
