@@ -10,6 +10,7 @@ import { loadApiToken } from './api/auth.js';
 import type { NodeView } from './api/nodes.js';
 import { canonicalJson } from './model/config.js';
 import { formatFromHint, parseConfigText } from './model/config-text.js';
+import { rawResourceRuleProblems } from './model/envoy-rules.js';
 import { NodeAudience, nodeGroupKey, nodeIdentityOfGroup } from './model/node-groups.js';
 import type { NodeIdentity } from './model/node-selector.js';
 import { decodeRawResource } from './model/raw-resources.js';
@@ -139,7 +140,7 @@ export class ControlPlane {
   }
 }
 
-/** Parses and strictly checks a --resources file: a list of raw resources, or { resources: [...] }. */
+/** Parses and strictly checks (proto decode and Envoy's field rules) a --resources file: a list of raw resources, or { resources: [...] }. */
 function readResourcesFile(file: string): RawResource[] {
   let text: string;
   try {
@@ -160,6 +161,7 @@ function readResourcesFile(file: string): RawResource[] {
     if (shape.length > 0) return problems.push(...shape);
     const d = decodeRawResource(item as RawResource, `$[${i}]`);
     if ('problems' in d) problems.push(...d.problems);
+    else problems.push(...rawResourceRuleProblems(d.resource, `$[${i}]`));
   });
   if (problems.length > 0) throw fail(problems);
   return list as RawResource[];

@@ -1,10 +1,12 @@
 // The API's path to the store: read the current config, apply a pure edit, validate the result
-// (every problem, with paths), translate it to prove it encodes, and commit with compare-and-swap.
-// A rejected request commits nothing. Internal races (two requests editing at once) are retried;
-// a client's own If-Match revision is never retried past.
+// (every problem, with paths), translate it to prove it encodes and passes Envoy's field rules,
+// and commit with compare-and-swap. A rejected request commits nothing. Internal races (two
+// requests editing at once) are retried; a client's own If-Match revision is never retried past.
 import type { ConfigDiff } from '../model/diff.js';
 import { diffConfig } from '../model/diff.js';
+import { generatedResourceRuleProblems, rawResourceRuleProblems } from '../model/envoy-rules.js';
 import type { ConfigDocument } from '../model/schema.js';
+import type { Problem } from '../model/schema-errors.js';
 import { encodeResource, translate, type Translation } from '../model/translate.js';
 import { validateConfig, type ValidConfig } from '../model/validate.js';
 import { RevisionConflictError, type ConfigSnapshot, type Store } from '../store/store.js';
@@ -42,8 +44,13 @@ export class ConfigService {
       const count = `${v.problems.length} problem${v.problems.length === 1 ? '' : 's'}`;
       throw status === 400 ? invalid(`the config is invalid (${count})`, v.problems) : conflict(`the change would leave the config invalid (${count}); remove the references first`, v.problems);
     }
-    // Encoding every resource proves the translation is servable before anything is committed.
-    translateAndEncode(v);
+    // Encoding every resource proves the translation is servable, and Envoy's own field rules
+    // (protoc-gen-validate) that it would be accepted, before anything is committed.
+    const { problems } = translateAndEncode(v);
+    if (problems.length > 0) {
+      const count = `${problems.length} problem${problems.length === 1 ? '' : 's'}`;
+      throw status === 400 ? invalid(`the config breaks rules Envoy enforces (${count})`, problems) : conflict(`the change would leave resources Envoy refuses (${count})`, problems);
+    }
     return v;
   }
 
@@ -67,8 +74,14 @@ export class ConfigService {
   }
 }
 
-export function translateAndEncode(v: ValidConfig): Translation {
-  const t = translate(v);
-  for (const r of t.resources) encodeResource(r);
-  return t;
+/** Translates and encodes every resource, and lists those that break Envoy's field rules. */
+export function translateAndEncode(v: ValidConfig): { translation: Translation; problems: Problem[] } {
+  const translation = translate(v);
+  const problems: Problem[] = [];
+  for (const r of translation.resources) {
+    const { bytes } = encodeResource(r);
+    // Raw resources carry their document path as origin; generated ones name the item they came from.
+    problems.push(...(r.bytes ? rawResourceRuleProblems({ typeUrl: r.typeUrl, name: r.name, bytes, json: r.json }, r.origin) : generatedResourceRuleProblems(r, bytes)));
+  }
+  return { translation, problems };
 }

@@ -118,6 +118,19 @@ describe('control plane durability', () => {
     expect(r.stderr).toContain(`${bad}: $[0].virtual_hostz: unknown field "virtual_hostz"`);
     expect(r.stderr).not.toContain('control plane ready');
 
+    // Decodes strictly, but breaks a protoc-gen-validate rule Envoy enforces: refused as well.
+    const refused = join(dir, 'refused.yaml');
+    writeFileSync(
+      refused,
+      `- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: c0
+  connect_timeout: 0s
+`,
+    );
+    const p = await runCli(['control-plane', '--xds-port', '0', '--api-port', '0', '--data-dir', dataDir, '--api-token-file', token.file, '--resources', refused]);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toContain(`${refused}: $[0].connect_timeout: must be greater than 0s`);
+
     const garbage = join(dir, 'garbage.yaml');
     writeFileSync(garbage, 'resources: [\n  {"@type": ');
     const g = await runCli(['control-plane', '--xds-port', '0', '--api-port', '0', '--data-dir', dataDir, '--api-token-file', token.file, '--resources', garbage]);

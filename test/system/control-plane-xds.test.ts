@@ -126,6 +126,7 @@ clusters:
           api_listener: {
             api_listener: {
               '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+              stat_prefix: 'who',
               rds: { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: 'who-route' },
               http_filters: [{ name: 'router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
             },

@@ -13,7 +13,7 @@ import { parse } from 'yaml';
 import { decodeToJson, encodeJson, ProtoJsonError } from '../../src/proto/json.js';
 import { protoRegistry } from '../../src/proto/registry.js';
 import { REPO_ROOT } from '../support/deploy-kubectl.js';
-import { pgvProblems } from '../support/deploy-pgv.js';
+import { pgvProblems } from '../../src/proto/pgv.js';
 
 const BOOTSTRAP = 'envoy.config.bootstrap.v3.Bootstrap';
 const HTTP_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';

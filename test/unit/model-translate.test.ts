@@ -9,7 +9,7 @@ import { encodeResource, translate, type Translation } from '../../src/model/tra
 import { messageName, ResourceType } from '../../src/model/type-urls.js';
 import { validateConfig } from '../../src/model/validate.js';
 import { decodeToJson, encodeJson } from '../../src/proto/json.js';
-import { pgvViolations } from '../support/pgv-check.js';
+import { pgvProblemsInBytes } from '../../src/proto/pgv.js';
 
 type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON traversal
 
@@ -81,20 +81,20 @@ describe('translation', () => {
       const bytes = encodeJson(messageName(r.typeUrl), r.json, r.origin); // throws on any unknown field or bad value
       expect(decodeToJson(messageName(r.typeUrl), bytes)).toBeTruthy();
       // Envoy's protoc-gen-validate rules (min lengths, bounds, required fields and oneofs).
-      expect(pgvViolations(messageName(r.typeUrl), bytes, r.origin), `${r.typeUrl} ${r.name}`).toEqual([]);
+      expect(pgvProblemsInBytes(messageName(r.typeUrl), bytes, r.origin), `${r.typeUrl} ${r.name}`).toEqual([]);
     }
   });
 
   it('the PGV check itself catches what Envoy would refuse', () => {
     const bad = encodeJson('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', { stat_prefix: '', cluster: 'c', max_connect_attempts: 0, hash_policy: [{ source_ip: {} }, { source_ip: {} }] });
-    expect(pgvViolations('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', bad).map((v) => `${v.path} ${v.rule}`)).toEqual([
-      '$.stat_prefix string.min_len 1',
-      '$.max_connect_attempts uint32.gte 1 (got 0)',
-      '$.hash_policy repeated.max_items 1',
+    expect(pgvProblemsInBytes('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', bad).map((v) => `${v.path} ${v.message}`)).toEqual([
+      '$.stat_prefix at least 1 characters required',
+      '$.max_connect_attempts must be at least 1',
+      '$.hash_policy at most 1 items allowed',
     ]);
     const cluster = encodeJson('envoy.config.cluster.v3.Cluster', { name: 'x', connect_timeout: '0s', health_checks: [{ tcp_health_check: {} }] });
-    expect(pgvViolations('envoy.config.cluster.v3.Cluster', cluster).map((v) => `${v.path} ${v.rule}`)).toEqual(
-      expect.arrayContaining(['$.connect_timeout duration.gt', '$.health_checks[0].timeout duration.required', '$.health_checks[0].unhealthy_threshold message.required']),
+    expect(pgvProblemsInBytes('envoy.config.cluster.v3.Cluster', cluster).map((v) => `${v.path} ${v.message}`)).toEqual(
+      expect.arrayContaining(['$.connect_timeout must be greater than 0s', '$.health_checks[0].timeout value is required', '$.health_checks[0].unhealthy_threshold value is required']),
     );
   });
 
@@ -225,7 +225,7 @@ describe('the Kafka SNI sample', () => {
     // The original is itself checked strictly against the Envoy Bootstrap proto.
     const boot = decodeToJson('envoy.config.bootstrap.v3.Bootstrap', encodeJson('envoy.config.bootstrap.v3.Bootstrap', original.value)) as J;
     const t = translateDoc(model.value);
-    for (const r of t.resources) expect(pgvViolations(messageName(r.typeUrl), encodeResource(r).bytes, r.origin)).toEqual([]);
+    for (const r of t.resources) expect(pgvProblemsInBytes(messageName(r.typeUrl), encodeResource(r).bytes, r.origin)).toEqual([]);
     const listeners = served(t).filter((r) => r.typeUrl === ResourceType.Listener);
     expect(listeners).toHaveLength(1);
     const ours = listeners[0]!.json;
