@@ -200,7 +200,16 @@ export class SnapshotCache {
   private readonly states = new Map<string, GroupState>();
   private readonly listeners = new Map<string, Set<GroupListener>>();
   private readonly interned = new Map<string, Interned>();
+  /**
+   * What each caller object was interned as. Callers hand the same XdsResource objects to many
+   * groups and to revision after revision (the control plane keeps unchanged resources' objects),
+   * so a known object skips validation, hashing and byte comparison: setting a snapshot costs a
+   * lookup per resource, and hashing only for resources not seen before.
+   */
+  private readonly seen = new WeakMap<XdsResource, { res: EncodedResource; bytes: Uint8Array; typeUrl: string; name: string }>();
   private readonly encodes: EncodeStats = { any: 0, delta: 0 };
+  /** Resources whose bytes were hashed: with identity recognition, only objects not seen before. */
+  private hashed = 0;
   /** Empty-type snapshots survive group replacement so their identity (and version) is stable. */
   private readonly empties = new Map<string, Map<string, TypeSnapshot>>();
   private readonly emptyVersions = new Map<string, string>();
@@ -222,6 +231,8 @@ export class SnapshotCache {
    * Replaces the whole resource set of a node group. `version` comes from the persisted store
    * revision and must not go backwards. A type whose (name, bytes) set did not change keeps its
    * previous version, so it is not resent. Throws (and changes nothing) on invalid input.
+   * Resource objects (and their bytes) must not be mutated once handed over: the cache recognises
+   * an object it has seen by identity instead of hashing its bytes again.
    */
   setSnapshot(group: string, version: string, resources: XdsResource[]): void {
     if (typeof group !== 'string' || group === '') throw new Error('setSnapshot: the node group name must be a non-empty string');
@@ -237,10 +248,10 @@ export class SnapshotCache {
 
     // Interning: the same (type, name, bytes) anywhere in the cache is one EncodedResource.
     const newTypes = new Map<string, Map<string, EncodedResource>>();
-    for (const [typeUrl, list] of byType) {
+    for (const [typeUrl, byName] of byType) {
       const m = new Map<string, EncodedResource>();
       const before = prev?.types.get(typeUrl)?.resources;
-      for (const r of list) m.set(r.name, this.intern(r, before?.get(r.name)));
+      for (const [name, r] of byName) m.set(name, this.intern(r, before?.get(name)));
       newTypes.set(typeUrl, m);
     }
 
@@ -322,40 +333,58 @@ export class SnapshotCache {
     };
   }
 
-  stats(): { groups: number; resources: number; encodes: EncodeStats } {
-    return { groups: this.states.size, resources: this.interned.size, encodes: { ...this.encodes } };
+  stats(): { groups: number; resources: number; encodes: EncodeStats; hashed: number } {
+    return { groups: this.states.size, resources: this.interned.size, encodes: { ...this.encodes }, hashed: this.hashed };
   }
 
-  private groupByType(group: string, resources: XdsResource[]): Map<string, XdsResource[]> {
+  /** Validates the input (all of it, before anything changes) and splits it by type and name. */
+  private groupByType(group: string, resources: XdsResource[]): Map<string, Map<string, XdsResource>> {
     if (!Array.isArray(resources)) throw new Error(`setSnapshot(${JSON.stringify(group)}): resources must be an array`);
-    const byType = new Map<string, XdsResource[]>();
-    const seen = new Set<string>();
+    const byType = new Map<string, Map<string, XdsResource>>();
     resources.forEach((r, i) => {
       const where = `setSnapshot(${JSON.stringify(group)}): resources[${i}]`;
-      if (typeof r?.typeUrl !== 'string' || !/^[^/\s]+\/[A-Za-z_][\w.]*$/.test(r.typeUrl)) {
-        throw new Error(`${where}: typeUrl ${JSON.stringify(r?.typeUrl)} is not a type URL like "${TypeUrl.Cluster}"`);
+      if (!this.recognised(r)) {
+        if (typeof r?.typeUrl !== 'string' || !/^[^/\s]+\/[A-Za-z_][\w.]*$/.test(r.typeUrl)) {
+          throw new Error(`${where}: typeUrl ${JSON.stringify(r?.typeUrl)} is not a type URL like "${TypeUrl.Cluster}"`);
+        }
+        if (typeof r.name !== 'string' || r.name === '') throw new Error(`${where}: a ${r.typeUrl} resource needs a non-empty name`);
+        if (!(r.bytes instanceof Uint8Array)) throw new Error(`${where} (${r.name}): bytes must be a Uint8Array with the encoded message`);
       }
-      if (typeof r.name !== 'string' || r.name === '') throw new Error(`${where}: a ${r.typeUrl} resource needs a non-empty name`);
-      if (!(r.bytes instanceof Uint8Array)) throw new Error(`${where} (${r.name}): bytes must be a Uint8Array with the encoded message`);
-      const key = `${r.typeUrl}\n${r.name}`;
-      if (seen.has(key)) {
+      let byName = byType.get(r.typeUrl);
+      if (!byName) {
+        byName = new Map();
+        byType.set(r.typeUrl, byName);
+      }
+      if (byName.has(r.name)) {
         // xds_protocol.rst, "Duplicate Resource Names": a response must not carry a name twice.
         throw new Error(`${where}: duplicate ${r.typeUrl} resource named ${JSON.stringify(r.name)}; names must be unique per type`);
       }
-      seen.add(key);
-      let list = byType.get(r.typeUrl);
-      if (!list) {
-        list = [];
-        byType.set(r.typeUrl, list);
-      }
-      list.push(r);
+      byName.set(r.name, r);
     });
     return byType;
   }
 
+  /** The resource this very object was interned as, if it is still cached and unchanged. */
+  private recognised(r: XdsResource): EncodedResource | undefined {
+    const m = this.seen.get(r);
+    if (!m || m.bytes !== r.bytes || m.name !== r.name || m.typeUrl !== r.typeUrl) return undefined;
+    return this.interned.get(m.res.internKey)?.res === m.res ? m.res : undefined;
+  }
+
   private intern(r: XdsResource, previous: EncodedResource | undefined): EncodedResource {
-    // Most resources are unchanged between revisions: comparing bytes with the group's previous
-    // version is much cheaper than hashing them.
+    const known = this.recognised(r);
+    if (known) {
+      (this.interned.get(known.internKey) as Interned).refs++;
+      return known;
+    }
+    const res = this.internNew(r, previous);
+    this.seen.set(r, { res, bytes: r.bytes, typeUrl: r.typeUrl, name: r.name });
+    return res;
+  }
+
+  private internNew(r: XdsResource, previous: EncodedResource | undefined): EncodedResource {
+    // A new object often carries unchanged bytes (a caller that re-encodes everything): comparing
+    // them with the group's previous version is much cheaper than hashing them.
     if (previous && previous.bytes.equals(r.bytes)) {
       const same = this.interned.get(previous.internKey);
       if (same) {
@@ -363,6 +392,7 @@ export class SnapshotCache {
         return same.res;
       }
     }
+    this.hashed++;
     const digest = createHash('sha256').update(r.bytes).digest();
     const key = `${r.typeUrl}\n${r.name}\n${digest.toString('base64')}`;
     let entry = this.interned.get(key);

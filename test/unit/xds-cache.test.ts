@@ -86,6 +86,36 @@ describe('SnapshotCache', () => {
     expect(cache.stats()).toMatchObject({ resources: 2, encodes: { any: 1 } });
   });
 
+  it('hashes each resource object once: setting the same objects for many groups costs lookups, not hashing', () => {
+    const cache = new SnapshotCache();
+    const list = Array.from({ length: 50 }, (_, i) => res(TypeUrl.Cluster, `c${i}`, 'v1'));
+    for (let g = 0; g < 100; g++) cache.setSnapshot(`g${g}`, '1', list);
+    expect(cache.stats()).toMatchObject({ groups: 100, resources: 50, hashed: 50 });
+    // One resource changes everywhere: one new object, one hash, however many groups.
+    const next = [...list];
+    next[7] = res(TypeUrl.Cluster, 'c7', 'v2');
+    for (let g = 0; g < 100; g++) cache.setSnapshot(`g${g}`, '2', next);
+    expect(cache.stats()).toMatchObject({ resources: 50, hashed: 51 });
+    expect(cache.snapshot('g42')!.type(TypeUrl.Cluster).resources.get('c7')).toBe(cache.snapshot('g0')!.type(TypeUrl.Cluster).resources.get('c7'));
+    expect(cache.snapshot('g42')!.type(TypeUrl.Cluster).changed).toEqual(new Set(['c7']));
+    // A known object is still checked for duplicates, and a bad input still changes nothing.
+    expect(() => cache.setSnapshot('g0', '3', [...next, next[7]!])).toThrow(/duplicate .*"c7"/);
+    expect(cache.snapshot('g0')!.version).toBe('2');
+  });
+
+  it('an object whose resource was forgotten, or whose fields were replaced, is hashed again', () => {
+    const cache = new SnapshotCache();
+    const r = res(TypeUrl.Cluster, 'c', 'v1');
+    cache.setSnapshot('g', '1', [r]);
+    cache.clearSnapshot('g');
+    cache.setSnapshot('g', '2', [r]);
+    expect(cache.stats()).toMatchObject({ resources: 1, hashed: 2 });
+    r.bytes = Buffer.from('c:v2');
+    cache.setSnapshot('g', '3', [r]);
+    expect([...cache.snapshot('g')!.type(TypeUrl.Cluster).resources.values()][0]!.bytes.toString()).toBe('c:v2');
+    expect(cache.stats()).toMatchObject({ resources: 1, hashed: 3 });
+  });
+
   it('forgets resources no snapshot holds any more', () => {
     const cache = new SnapshotCache();
     cache.setSnapshot('a', '1', [res(TypeUrl.Cluster, 'c', 'v1')]);
