@@ -11,7 +11,7 @@ import type { NodeView } from './api/nodes.js';
 import { canonicalJson } from './model/config.js';
 import { formatFromHint, parseConfigText } from './model/config-text.js';
 import { rawResourceRuleProblems } from './model/envoy-rules.js';
-import { NodeAudience, nodeGroupKey, nodeIdentityOfGroup } from './model/node-groups.js';
+import { NodeAudience, nodeGroupName } from './model/node-groups.js';
 import type { NodeIdentity } from './model/node-selector.js';
 import { decodeRawResource } from './model/raw-resources.js';
 import type { ConfigDocument, RawResource } from './model/schema.js';
@@ -95,7 +95,7 @@ export class ControlPlane {
       const cache = new SnapshotCache({ logger: log });
       const publisher = new SnapshotPublisher(cache, registry, log.child({ component: 'publisher' }));
       const xds = new XdsServer({ cache, grouper: (node) => publisher.groupFor(node), logger: log, registry, ...(tls ? { tls } : {}) });
-      publisher.statusSource = () => xds.status();
+      publisher.bindStreams(xds);
       publisher.publish(await store.current());
       const unwatch = store.watch((snap) => publisher.publish(snap));
 
@@ -182,19 +182,34 @@ async function loadResources(store: Store, file: string, resources: RawResource[
   log.info({ file, resources: resources.length, revision: r.snapshot.revision, changed: r.changed }, 'loaded raw resources');
 }
 
+/** What the publisher needs from the xDS server: where open streams are, and a way to move them. */
+export interface GroupedStreams {
+  /** Node groups with at least one open stream. */
+  groupsInUse(): ReadonlyMap<string, number>;
+  /** Asks the grouper again for every open stream; returns how many moved. */
+  regroup(): number;
+}
+
 /**
- * Turns committed revisions into xDS snapshots. Each revision is translated and encoded once;
- * nodes that match the same selectors get the same resource list (one filter per distinct match).
- * Groups are node identities (model/node-groups.ts), created lazily when a node first connects.
+ * Turns committed revisions into xDS snapshots. Each revision is translated, and each resource
+ * encoded only when its content changed, so unchanged resources keep their objects. A node's group
+ * is the set of node selectors it matches (model/node-groups.ts): every node in a group receives
+ * the same resources, so there is one snapshot (and one response body) per distinct set, not per
+ * node. When a revision changes the selectors, open streams are regrouped before the snapshots
+ * are set. Groups are created when a node of theirs connects and dropped when none is left.
  */
 export class SnapshotPublisher {
-  statusSource: () => ClientStatus[] = () => [];
+  private streams: GroupedStreams = { groupsInUse: () => new Map(), regroup: () => 0 };
   private revision = -1;
   private audience = new NodeAudience({ resources: [] });
+  private selectorsKey = this.audience.selectorsKey();
   private encoded = new Map<TranslatedResource, XdsResource>();
-  private byMatch = new Map<string, XdsResource[]>();
+  /** The resource list per group under the current revision, built on first use. */
+  private lists = new Map<string, XdsResource[]>();
   /** Encodings of the previous revision by content, so unchanged resources are not re-encoded. */
   private reuse = new Map<string, EncodedResource>();
+  /** The matched selector keys each known group stands for. */
+  private readonly selectorsOf = new Map<string, ReadonlySet<string>>();
   /** The list each group's snapshot was last set from. */
   private readonly served = new Map<string, XdsResource[]>();
   private readonly revisionGauge: Gauge;
@@ -209,7 +224,7 @@ export class SnapshotPublisher {
     this.revisionGauge = new Gauge({ name: 'ebpf_xds_config_revision', help: 'the config revision being served', registers: [registry] });
     this.publishSeconds = new Histogram({
       name: 'ebpf_xds_snapshot_publish_seconds',
-      help: 'time from a committed revision to snapshots set for every node group (validate, translate, encode, set)',
+      help: 'time from a committed revision to snapshots set for every node group (validate, translate, encode, regroup, set)',
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers: [registry],
     });
@@ -218,6 +233,11 @@ export class SnapshotPublisher {
 
   get servedRevision(): number {
     return this.revision;
+  }
+
+  /** Connects the xDS server's streams (it is built after the publisher, which it uses as grouper). */
+  bindStreams(streams: GroupedStreams): void {
+    this.streams = streams;
   }
 
   publish(snap: ConfigSnapshot): void {
@@ -242,33 +262,44 @@ export class SnapshotPublisher {
     this.audience = new NodeAudience(translation);
     this.encoded = encoded;
     this.reuse = reuse;
-    this.byMatch = new Map();
+    this.lists = new Map();
     this.revisionGauge.set(snap.revision);
-    const active = this.activeGroups();
+
+    // Selectors changed: a node may now match a different set, so move streams first. The grouper
+    // (groupFor) sets the snapshots of groups that appear; the loop below updates the others.
+    const selectorsKey = this.audience.selectorsKey();
+    let moved = 0;
+    if (selectorsKey !== this.selectorsKey) {
+      this.selectorsKey = selectorsKey;
+      moved = this.streams.regroup();
+    }
+    const inUse = this.streams.groupsInUse();
     for (const group of this.cache.groups()) {
-      if (!active.has(group)) {
-        this.cache.clearSnapshot(group);
-        this.served.delete(group);
+      const matched = this.selectorsOf.get(group);
+      if (!inUse.has(group) || !matched) {
+        this.drop(group);
         continue;
       }
-      const list = this.resourcesFor(nodeIdentityOfGroup(group));
+      const list = this.listFor(group, matched);
       // Unchanged resources keep their encoded objects across revisions, so an identical list means
-      // nothing changed for this group: skipping it saves the cache from re-hashing every resource.
+      // nothing changed for this group.
       if (sameList(this.served.get(group), list)) continue;
       this.cache.setSnapshot(group, String(snap.revision), list);
       this.served.set(group, list);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.publishSeconds.observe(seconds);
-    this.log.info({ revision: snap.revision, resources: translation.resources.length, groups: this.cache.groups().length, ms: Math.round(seconds * 1000) }, 'published revision');
+    this.log.info({ revision: snap.revision, resources: translation.resources.length, groups: this.cache.groups().length, moved, ms: Math.round(seconds * 1000) }, 'published revision');
   }
 
-  /** The NodeGrouper: a node's group, with its snapshot created on first sight. */
+  /** The NodeGrouper: a node's group under the current revision, its snapshot created on first sight. */
   groupFor(node: NodeInfo): string {
     const identity: NodeIdentity = { id: node.id, cluster: node.cluster, metadata: node.metadata };
-    const group = nodeGroupKey(identity);
+    const matched = this.audience.matchedSelectors(identity);
+    const group = nodeGroupName(matched);
+    if (!this.selectorsOf.has(group)) this.selectorsOf.set(group, new Set(matched));
     if (this.revision >= 0 && !this.cache.snapshot(group)) {
-      const list = this.resourcesFor(identity);
+      const list = this.listFor(group, this.selectorsOf.get(group) as ReadonlySet<string>);
       this.cache.setSnapshot(group, String(this.revision), list);
       this.served.set(group, list);
     }
@@ -277,24 +308,21 @@ export class SnapshotPublisher {
 
   /** Drops snapshots of groups with no connected stream; they are rebuilt when a node returns. */
   prune(): void {
-    const active = this.activeGroups();
-    for (const group of this.cache.groups()) {
-      if (active.has(group)) continue;
-      this.cache.clearSnapshot(group);
-      this.served.delete(group);
-    }
+    const inUse = this.streams.groupsInUse();
+    for (const group of this.cache.groups()) if (!inUse.has(group)) this.drop(group);
   }
 
-  private activeGroups(): Set<string> {
-    return new Set(this.statusSource().flatMap((s) => (s.group ? [s.group] : [])));
+  private drop(group: string): void {
+    this.cache.clearSnapshot(group);
+    this.served.delete(group);
+    this.selectorsOf.delete(group);
   }
 
-  private resourcesFor(node: NodeIdentity): XdsResource[] {
-    const key = this.audience.matchKey(node);
-    let list = this.byMatch.get(key);
+  private listFor(group: string, matched: ReadonlySet<string>): XdsResource[] {
+    let list = this.lists.get(group);
     if (!list) {
-      list = this.audience.resourcesFor(node).map((r) => this.encoded.get(r) as XdsResource);
-      this.byMatch.set(key, list);
+      list = this.audience.resourcesFor(matched).map((r) => this.encoded.get(r) as XdsResource);
+      this.lists.set(group, list);
     }
     return list;
   }

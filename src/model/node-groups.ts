@@ -1,67 +1,68 @@
-// Which translated resources each node receives. Nodes that match the same set of selectors
-// receive the same list, so the control plane filters (and encodes) once per distinct match set.
+// Which translated resources each node receives, and the node groups that follows from it. A
+// resource's audience is a list of node selectors (or every node), so what a node receives depends
+// only on the set of selectors it matches: nodes matching the same set share one group, one
+// snapshot and one response body, however many distinct node ids there are.
+import { createHash } from 'node:crypto';
 import { selectorKey, selectorMatches, type NodeIdentity } from './node-selector.js';
 import type { NodeSelector } from './schema.js';
 import type { Translation, TranslatedResource } from './translate.js';
 
+/** The group of nodes that match no selector: they receive the resources meant for every node. */
+export const EVERY_NODE_GROUP = 'all';
+
 export class NodeAudience {
-  private readonly selectors: { key: string; selector: NodeSelector }[] = [];
-  /** Per resource: indexes into `selectors`, or null for every node. */
-  private readonly audiences: (number[] | null)[];
+  /** Distinct selectors by their stable key, in first-use order. */
+  private readonly selectors = new Map<string, NodeSelector>();
+  /** Per resource: the keys of its selectors, or null for every node. */
+  private readonly audiences: (string[] | null)[];
 
   constructor(private readonly translation: Translation) {
-    const index = new Map<string, number>();
     this.audiences = translation.resources.map((r) => {
       if (!r.audience) return null;
       return r.audience.map((sel) => {
         const key = selectorKey(sel);
-        let i = index.get(key);
-        if (i === undefined) {
-          i = this.selectors.length;
-          index.set(key, i);
-          this.selectors.push({ key, selector: sel });
-        }
-        return i;
+        if (!this.selectors.has(key)) this.selectors.set(key, sel);
+        return key;
       });
     });
   }
 
-  /** Identifies the set of selectors a node matches; equal keys mean equal resource lists. */
-  matchKey(node: NodeIdentity): string {
-    const hits: number[] = [];
-    this.selectors.forEach((s, i) => {
-      if (selectorMatches(s.selector, node)) hits.push(i);
-    });
-    return hits.length === 0 ? 'all' : `all+${hits.join(',')}`;
+  /**
+   * Identifies the config's selectors as a whole. When it is the same for two revisions, every
+   * node matches the same set under both, so no node changes group.
+   */
+  selectorsKey(): string {
+    return JSON.stringify([...this.selectors.keys()].sort());
   }
 
-  /** The resources a node receives, in translation order. */
-  resourcesFor(node: NodeIdentity): TranslatedResource[] {
-    const matched = new Set<number>();
-    this.selectors.forEach((s, i) => {
-      if (selectorMatches(s.selector, node)) matched.add(i);
-    });
+  /** The keys of the selectors a node matches, sorted: its node group, spelled out. */
+  matchedSelectors(node: NodeIdentity): string[] {
+    const out: string[] = [];
+    for (const [key, sel] of this.selectors) if (selectorMatches(sel, node)) out.push(key);
+    return out.sort();
+  }
+
+  /** The resources nodes matching exactly `matched` (selector keys) receive, in translation order. */
+  resourcesFor(matched: ReadonlySet<string>): TranslatedResource[] {
     return this.translation.resources.filter((_r, i) => {
       const aud = this.audiences[i];
-      return aud === null || aud === undefined || aud.some((s) => matched.has(s));
+      return aud === null || aud === undefined || aud.some((k) => matched.has(k));
     });
+  }
+
+  /** The resources one node receives. */
+  resourcesForNode(node: NodeIdentity): TranslatedResource[] {
+    return this.resourcesFor(new Set(this.matchedSelectors(node)));
   }
 }
 
 /**
- * The xDS node group of a node: its identity as far as selectors can see (id, cluster and string
- * metadata). A stream keeps its group for life, so the group must not depend on the current
- * config's selectors; two nodes with the same identity always receive the same resources.
+ * The node group name for a set of matched selector keys (as matchedSelectors returns them):
+ * "all" when none match, else "sel-" and a digest of the set. The name depends on the selectors'
+ * content only, so it survives revisions that keep them, and a selector written in another order
+ * is the same selector.
  */
-export function nodeGroupKey(node: NodeIdentity): string {
-  const labels = Object.entries(node.metadata)
-    .filter((e): e is [string, string] => typeof e[1] === 'string')
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify({ id: node.id, cluster: node.cluster, labels: Object.fromEntries(labels) });
-}
-
-/** Parses a group key back into the identity it stands for. */
-export function nodeIdentityOfGroup(key: string): NodeIdentity {
-  const parsed = JSON.parse(key) as { id: string; cluster: string; labels: Record<string, string> };
-  return { id: parsed.id, cluster: parsed.cluster, metadata: parsed.labels };
+export function nodeGroupName(matched: readonly string[]): string {
+  if (matched.length === 0) return EVERY_NODE_GROUP;
+  return `sel-${createHash('sha256').update(JSON.stringify(matched)).digest('base64url').slice(0, 16)}`;
 }

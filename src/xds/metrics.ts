@@ -13,6 +13,8 @@ export class XdsMetrics {
   readonly slowStreamsCancelled: Counter;
   readonly rejectedRequests: Counter<'reason'>;
   readonly snapshotGroups: Gauge;
+  /** Streams moved to another node group because the config's node selectors changed. */
+  readonly streamRegroups: Counter;
   readonly cachedResources: Gauge;
   /** Hot-path children of pushToAck and responses, by type URL (and protocol). */
   readonly ackLatency: LabelCache<{ observe(v: number): void }>;
@@ -61,6 +63,11 @@ export class XdsMetrics {
       name: 'xds_rejected_requests_total',
       help: 'Requests refused with a gRPC error status, by reason',
       labelNames: ['reason'],
+      registers,
+    });
+    this.streamRegroups = new Counter({
+      name: 'xds_stream_regroups_total',
+      help: 'Streams moved to another node group after a config change altered the node selectors they match',
       registers,
     });
     this.snapshotGroups = new Gauge({

@@ -38,7 +38,10 @@ export interface XdsLimits {
 
 export interface XdsServerOptions {
   cache: SnapshotCache;
-  /** Chooses a node group from the Node at a stream's first request. Default: every node in "default". */
+  /**
+   * Chooses a node group from the Node at a stream's first request, and again at regroup().
+   * Default: every node in "default".
+   */
   grouper?: NodeGrouper;
   logger?: Logger;
   /** prom-client registry for the xds_* metrics (a private one when absent). */
@@ -137,6 +140,27 @@ export class XdsServer {
   /** One entry per open stream. */
   status(): ClientStatus[] {
     return [...this.streams].map((s) => s.status());
+  }
+
+  /**
+   * Runs the grouper again for every open stream, after a config change that can alter which group
+   * a node belongs to (the control plane calls it when the set of node selectors changed). Streams
+   * whose group changed move to it and get exactly what differs from what their client holds
+   * (XdsStream.regroup). Synchronous, so no response goes out between the new snapshots and the
+   * move. Returns the number of streams that moved.
+   */
+  regroup(): number {
+    let moved = 0;
+    for (const s of [...this.streams]) if (s.regroup()) moved++;
+    if (moved > 0) this.logger.info({ moved, streams: this.streams.size }, 'streams moved to new node groups');
+    return moved;
+  }
+
+  /** The node groups open streams are in, with how many streams each; cheaper than status(). */
+  groupsInUse(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const s of this.streams) if (s.group !== null) out.set(s.group, (out.get(s.group) ?? 0) + 1);
+    return out;
   }
 
   /** Totals since start, plus the number of open streams. */

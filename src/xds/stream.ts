@@ -1,7 +1,8 @@
-// Owns one xDS stream's lifecycle, shared by SotW and Delta: node group resolution, the cache
-// watch, per-type states, response pacing (one unacknowledged response per type), ADS ordering,
-// bounded buffering towards slow readers, and the stream's status entry. The protocol variants
-// (sotw.ts, delta.ts) supply request handling, the plan and the response encoding.
+// Owns one xDS stream's lifecycle, shared by SotW and Delta: node group resolution (and moving
+// to another group when the grouper's answer changes), the cache watch, per-type states, response
+// pacing (one unacknowledged response per type), ADS ordering, bounded buffering towards slow
+// readers, and the stream's status entry. The protocol variants (sotw.ts, delta.ts) supply request
+// handling, the plan and the response encoding.
 import type { Logger } from '../util/log.js';
 import type { GroupChange, SnapshotCache, TypeSnapshot } from './cache.js';
 import type { XdsMetrics } from './metrics.js';
@@ -83,6 +84,7 @@ export abstract class XdsStream {
   private lastProgressAt = 0;
   private blockedOnBytes = false;
   protected log: Logger;
+  private readonly baseLog: Logger;
 
   protected constructor(
     readonly protocol: 'sotw' | 'delta',
@@ -93,7 +95,8 @@ export abstract class XdsStream {
     protected readonly transport: StreamTransport,
     protected readonly ctx: StreamContext,
   ) {
-    this.log = ctx.logger.child({ stream: this.id, peer: transport.peer, service, protocol });
+    this.baseLog = ctx.logger.child({ stream: this.id, peer: transport.peer, service, protocol });
+    this.log = this.baseLog;
     ctx.metrics.connectedStreams.inc({ protocol, service });
   }
 
@@ -140,22 +143,57 @@ export abstract class XdsStream {
   protected resolveNode(node: NodeInfo | null): boolean {
     if (this.group !== null) return true;
     this.node = node ?? { id: '', cluster: '', metadata: {} };
-    let group: unknown;
-    try {
-      group = this.ctx.grouper(this.node);
-    } catch (err) {
-      this.fail('INVALID_ARGUMENT', 'no_node_group', `node ${JSON.stringify(this.node.id)} (cluster ${JSON.stringify(this.node.cluster)}): no node group: ${(err as Error).message}`);
-      return false;
-    }
-    if (typeof group !== 'string' || group === '') {
-      this.fail('INTERNAL', 'no_node_group', `node ${JSON.stringify(this.node.id)}: the node grouper returned ${JSON.stringify(group)} instead of a group name`);
-      return false;
-    }
-    this.group = group;
-    this.log = this.log.child({ node: this.node.id, group });
-    this.unwatch = this.ctx.cache.watch(group, (change) => this.onGroupChange(change));
+    const group = this.pickGroup(this.node);
+    if (group === null) return false;
+    this.join(group);
     this.log.info({ cluster: this.node.cluster, userAgent: this.node.userAgentName }, 'xDS client connected');
     return true;
+  }
+
+  /**
+   * Asks the grouper again (the config's node selectors changed). When the node now belongs to
+   * another group, the stream watches that group instead and re-plans every type against it with a
+   * full comparison of what the client holds: SotW LDS/CDS get the complete new set, Delta gets
+   * the differences and removed_resources, other SotW types get what is new or changed. A response
+   * still awaiting its ACK is not disturbed; the re-plan follows the ACK. Returns true on a move.
+   */
+  regroup(): boolean {
+    if (this.closed || this.group === null || this.node === null) return false;
+    const group = this.pickGroup(this.node);
+    if (group === null || group === this.group) return false;
+    const from = this.group;
+    this.unwatch?.();
+    this.join(group);
+    for (const ts of this.types.values()) {
+      ts.synced = null;
+      ts.dirty = true;
+    }
+    this.ctx.metrics.streamRegroups.inc();
+    this.log.info({ from }, 'node moved to another node group');
+    this.schedule();
+    return true;
+  }
+
+  /** The grouper's answer for `node`, or null after ending the stream with the reason. */
+  private pickGroup(node: NodeInfo): string | null {
+    let group: unknown;
+    try {
+      group = this.ctx.grouper(node);
+    } catch (err) {
+      this.fail('INVALID_ARGUMENT', 'no_node_group', `node ${JSON.stringify(node.id)} (cluster ${JSON.stringify(node.cluster)}): no node group: ${(err as Error).message}`);
+      return null;
+    }
+    if (typeof group !== 'string' || group === '') {
+      this.fail('INTERNAL', 'no_node_group', `node ${JSON.stringify(node.id)}: the node grouper returned ${JSON.stringify(group)} instead of a group name`);
+      return null;
+    }
+    return group;
+  }
+
+  private join(group: string): void {
+    this.group = group;
+    this.log = this.baseLog.child({ node: this.node?.id, group });
+    this.unwatch = this.ctx.cache.watch(group, (change) => this.onGroupChange(change));
   }
 
   /** The type's state, created on first use; null (stream failed) past the per-stream type limit. */

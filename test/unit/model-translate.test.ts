@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/model/config-text.js';
-import { NodeAudience, nodeGroupKey } from '../../src/model/node-groups.js';
+import { EVERY_NODE_GROUP, NodeAudience, nodeGroupName } from '../../src/model/node-groups.js';
 import { encodeResource, translate, type Translation } from '../../src/model/translate.js';
 import { messageName, ResourceType } from '../../src/model/type-urls.js';
 import { validateConfig } from '../../src/model/validate.js';
@@ -193,7 +193,7 @@ describe('translation', () => {
       resources: [{ '@type': 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration', name: 'only-n1', '@nodeSelector': { ids: ['n1'] } }],
     };
     const aud = new NodeAudience(translateDoc(doc));
-    const names = (node: { id: string; cluster: string; metadata: Record<string, unknown> }) => aud.resourcesFor(node).map((r) => `${r.typeUrl.split('.').pop()}/${r.name}`);
+    const names = (node: { id: string; cluster: string; metadata: Record<string, unknown> }) => aud.resourcesForNode(node).map((r) => `${r.typeUrl.split('.').pop()}/${r.name}`);
     const plain = { id: 'n0', cluster: 'core', metadata: {} };
     expect(names(plain)).toEqual(['Listener/everyone', 'Cluster/shared', 'ClusterLoadAssignment/shared', 'Cluster/unused', 'ClusterLoadAssignment/unused']);
     const edge = { id: 'n1', cluster: 'edge', metadata: { rack: 'r1' } };
@@ -209,11 +209,35 @@ describe('translation', () => {
       'ClusterLoadAssignment/unused',
       'RouteConfiguration/only-n1',
     ]);
-    // Nodes matching the same selectors share a match key (and so one resource list).
-    expect(aud.matchKey(plain)).toBe(aud.matchKey({ id: 'n7', cluster: 'other', metadata: { rack: 'r2' } }));
-    expect(aud.matchKey(edge)).not.toBe(aud.matchKey(plain));
-    // Group keys are stable identities, independent of the config.
-    expect(nodeGroupKey({ id: 'n1', cluster: 'edge', metadata: { b: '2', a: '1', n: 3 } })).toBe(nodeGroupKey({ id: 'n1', cluster: 'edge', metadata: { a: '1', b: '2' } }));
+    // The group is the set of matched selectors: distinct nodes matching none share "all", and
+    // nodes matching the same selectors share a group whatever their ids.
+    const group = (node: { id: string; cluster: string; metadata: Record<string, unknown> }) => nodeGroupName(aud.matchedSelectors(node));
+    expect(group(plain)).toBe(EVERY_NODE_GROUP);
+    expect(group({ id: 'n7', cluster: 'other', metadata: { rack: 'r2' } })).toBe(EVERY_NODE_GROUP);
+    expect(group({ id: 'n8', cluster: 'edge', metadata: {} })).toBe(group({ id: 'n9', cluster: 'edge', metadata: { zone: 'z' } }));
+    expect(group(edge)).not.toBe(group({ id: 'n8', cluster: 'edge', metadata: {} }));
+    expect(aud.matchedSelectors(edge)).toHaveLength(3);
+    expect(aud.resourcesFor(new Set(aud.matchedSelectors(edge)))).toEqual(aud.resourcesForNode(edge));
+  });
+
+  it('group names depend on selector content only: stable across revisions and selector spelling', () => {
+    const doc = (sel: Record<string, unknown>, extra: Record<string, unknown>[] = []) => ({
+      listeners: [{ name: 'l', address: '0.0.0.0', port: 1, mode: 'skb', cluster: 'c', nodeSelector: sel }, ...extra],
+      clusters: [{ name: 'c', endpoints: [] }],
+    });
+    const node = { id: 'n1', cluster: 'edge', metadata: { rack: 'r1', zone: 'z1' } };
+    const a = new NodeAudience(translateDoc(doc({ labels: { rack: 'r1', zone: 'z1' }, clusters: ['edge', 'core'] })));
+    const b = new NodeAudience(translateDoc(doc({ clusters: ['core', 'edge'], labels: { zone: 'z1', rack: 'r1' } })));
+    expect(nodeGroupName(a.matchedSelectors(node))).toBe(nodeGroupName(b.matchedSelectors(node)));
+    expect(nodeGroupName(a.matchedSelectors(node))).toMatch(/^sel-[\w-]{16}$/);
+    expect(a.selectorsKey()).toBe(b.selectorsKey());
+    // A selector elsewhere in the config that this node does not match leaves its group alone,
+    // though the config's selectors (and so selectorsKey) changed.
+    const c = new NodeAudience(
+      translateDoc(doc({ labels: { rack: 'r1', zone: 'z1' }, clusters: ['edge', 'core'] }, [{ name: 'm', address: '0.0.0.0', port: 2, mode: 'skb', cluster: 'c', nodeSelector: { ids: ['other'] } }])),
+    );
+    expect(c.selectorsKey()).not.toBe(a.selectorsKey());
+    expect(nodeGroupName(c.matchedSelectors(node))).toBe(nodeGroupName(a.matchedSelectors(node)));
   });
 });
 
