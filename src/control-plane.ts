@@ -8,7 +8,6 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { buildApi } from './api/app.js';
 import { loadApiToken } from './api/auth.js';
 import type { NodeView } from './api/nodes.js';
-import { canonicalJson } from './model/config.js';
 import { formatFromHint, parseConfigText } from './model/config-text.js';
 import { rawResourceRuleProblems } from './model/envoy-rules.js';
 import { NodeAudience, nodeGroupName } from './model/node-groups.js';
@@ -17,7 +16,8 @@ import { decodeRawResource } from './model/raw-resources.js';
 import type { ConfigDocument, RawResource } from './model/schema.js';
 import { schemaProblems, type Problem } from './model/schema-errors.js';
 import { RawResource as RawResourceSchema } from './model/schema.js';
-import { encodeResource, translate, type EncodedResource, type TranslatedResource } from './model/translate.js';
+import { ResourceEncoder } from './model/resource-encoder.js';
+import { translate, type TranslatedResource } from './model/translate.js';
 import { validateConfig } from './model/validate.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { ConfigSnapshot, Store } from './store/store.js';
@@ -206,8 +206,8 @@ export class SnapshotPublisher {
   private encoded = new Map<TranslatedResource, XdsResource>();
   /** The resource list per group under the current revision, built on first use. */
   private lists = new Map<string, XdsResource[]>();
-  /** Encodings of the previous revision by content, so unchanged resources are not re-encoded. */
-  private reuse = new Map<string, EncodedResource>();
+  /** Unchanged resources keep their encoded objects across revisions. */
+  private readonly encoder = new ResourceEncoder();
   /** The matched selector keys each known group stands for. */
   private readonly selectorsOf = new Map<string, ReadonlySet<string>>();
   /** The list each group's snapshot was last set from. */
@@ -250,18 +250,9 @@ export class SnapshotPublisher {
       return;
     }
     const translation = translate(v);
-    const encoded = new Map<TranslatedResource, XdsResource>();
-    const reuse = new Map<string, EncodedResource>();
-    for (const r of translation.resources) {
-      const key = `${r.typeUrl}\u0000${r.name}\u0000${canonicalJson(r.json)}`;
-      const e = this.reuse.get(key) ?? encodeResource(r);
-      reuse.set(key, e);
-      encoded.set(r, e);
-    }
+    this.encoded = this.encoder.encodeAll(translation.resources);
     this.revision = snap.revision;
     this.audience = new NodeAudience(translation);
-    this.encoded = encoded;
-    this.reuse = reuse;
     this.lists = new Map();
     this.revisionGauge.set(snap.revision);
 

@@ -7,7 +7,8 @@ import { diffConfig } from '../model/diff.js';
 import { generatedResourceRuleProblems, rawResourceRuleProblems } from '../model/envoy-rules.js';
 import type { ConfigDocument } from '../model/schema.js';
 import type { Problem } from '../model/schema-errors.js';
-import { encodeResource, translate, type Translation } from '../model/translate.js';
+import { ResourceEncoder } from '../model/resource-encoder.js';
+import { translate, type EncodedResource, type Translation } from '../model/translate.js';
 import { validateConfig, type ValidConfig } from '../model/validate.js';
 import { RevisionConflictError, type ConfigSnapshot, type Store } from '../store/store.js';
 import { conflict, invalid } from './errors.js';
@@ -31,6 +32,9 @@ export interface EditOptions {
 const MAX_RETRIES = 5;
 
 export class ConfigService {
+  /** Encodings of the last check, so a write re-encodes only what it changed. */
+  private readonly encoder = new ResourceEncoder();
+
   constructor(readonly store: Store) {}
 
   current(): Promise<ConfigSnapshot> {
@@ -46,7 +50,7 @@ export class ConfigService {
     }
     // Encoding every resource proves the translation is servable, and Envoy's own field rules
     // (protoc-gen-validate) that it would be accepted, before anything is committed.
-    const { problems } = translateAndEncode(v);
+    const { problems } = translateAndEncode(v, this.encoder);
     if (problems.length > 0) {
       const count = `${problems.length} problem${problems.length === 1 ? '' : 's'}`;
       throw status === 400 ? invalid(`the config breaks rules Envoy enforces (${count})`, problems) : conflict(`the change would leave resources Envoy refuses (${count})`, problems);
@@ -75,11 +79,12 @@ export class ConfigService {
 }
 
 /** Translates and encodes every resource, and lists those that break Envoy's field rules. */
-export function translateAndEncode(v: ValidConfig): { translation: Translation; problems: Problem[] } {
+export function translateAndEncode(v: ValidConfig, encoder = new ResourceEncoder()): { translation: Translation; problems: Problem[] } {
   const translation = translate(v);
   const problems: Problem[] = [];
+  const encoded = encoder.encodeAll(translation.resources);
   for (const r of translation.resources) {
-    const { bytes } = encodeResource(r);
+    const { bytes } = encoded.get(r) as EncodedResource;
     // Raw resources carry their document path as origin; generated ones name the item they came from.
     problems.push(...(r.bytes ? rawResourceRuleProblems({ typeUrl: r.typeUrl, name: r.name, bytes, json: r.json }, r.origin) : generatedResourceRuleProblems(r, bytes)));
   }

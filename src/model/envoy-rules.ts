@@ -8,9 +8,25 @@ import type { Problem } from './schema-errors.js';
 import type { TranslatedResource } from './translate.js';
 import { messageName, shortType } from './type-urls.js';
 
+/**
+ * Results by the encoded bytes object. The encoder hands out the same bytes for unchanged
+ * resources on every write, and nothing mutates encoded bytes, so this skips even the content
+ * lookup of pgvProblemsInBytes for them. Paths are relative ("$...") and re-rooted per use.
+ */
+const byBytes = new WeakMap<Uint8Array, Problem[]>();
+
+function relativeProblems(typeUrl: string, bytes: Uint8Array): Problem[] {
+  let found = byBytes.get(bytes);
+  if (!found) {
+    found = pgvProblemsInBytes(messageName(typeUrl), bytes);
+    byBytes.set(bytes, found);
+  }
+  return found;
+}
+
 /** Violations in a raw resource, with paths under `path` (the resource's place in the document). */
 export function rawResourceRuleProblems(r: DecodedRawResource, path: string): Problem[] {
-  return pgvProblemsInBytes(messageName(r.typeUrl), r.bytes, path);
+  return relativeProblems(r.typeUrl, r.bytes).map((p) => ({ path: path + p.path.slice(1), message: p.message }));
 }
 
 /**
@@ -18,7 +34,7 @@ export function rawResourceRuleProblems(r: DecodedRawResource, path: string): Pr
  * each problem points at the item the resource came from and names the Envoy field.
  */
 export function generatedResourceRuleProblems(r: TranslatedResource, bytes: Uint8Array): Problem[] {
-  return pgvProblemsInBytes(messageName(r.typeUrl), bytes).map((p) => ({
+  return relativeProblems(r.typeUrl, bytes).map((p) => ({
     path: r.origin,
     message: `the generated ${shortType(r.typeUrl)} "${r.name}" would be refused by Envoy: ${p.path.replace(/^\$\.?/, '') || 'the message'}: ${p.message}`,
   }));

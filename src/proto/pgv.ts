@@ -8,7 +8,6 @@
 // newer PGV releases; a rule this module does not know throws PgvUnsupportedRuleError (a gap in
 // this module, never the user's fault), and test/unit/proto-pgv.test.ts checks that no loaded
 // proto uses one.
-import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import protobuf from 'protobufjs';
 import { decodeToJson, type ProtoProblem } from './json.js';
@@ -485,16 +484,19 @@ export function pgvProblemsOf(type: protobuf.Type, json: Obj, rootPath = '$'): P
   return checker.problems;
 }
 
-/** Results by message type and content digest; the API checks the same resources on every write. */
+/** Results by message type and content; the API checks the same resources on every write. */
 const memo = new Map<string, ProtoProblem[]>();
-const MEMO_ENTRIES = 20_000;
+/** Bound on the remembered content (keys hold the bytes), oldest first out. */
+const MEMO_CHARS = 32 * 1024 * 1024;
+let memoChars = 0;
 
 /**
  * Like pgvProblems, for the wire encoding of a `typeName` message. Results are remembered by
- * content (a bounded, least-recently-used table), so re-checking unchanged resources costs a hash.
+ * content (a bounded, least-recently-used table), so re-checking unchanged resources costs a table lookup.
  */
 export function pgvProblemsInBytes(typeName: string, bytes: Uint8Array, rootPath = '$'): ProtoProblem[] {
-  const key = `${typeName}\n${createHash('sha256').update(bytes).digest('base64')}`;
+  // The bytes themselves as the key: cheaper than hashing them first, and exact.
+  const key = `${typeName}\n${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')}`;
   let found = memo.get(key);
   if (found) {
     memo.delete(key);
@@ -503,9 +505,14 @@ export function pgvProblemsInBytes(typeName: string, bytes: Uint8Array, rootPath
     const checker = new Checker();
     checker.message(protoRegistry().type(typeName), decodeToJson(typeName, bytes) as Obj, '$', 0);
     found = checker.problems;
-    if (!checker.usedClock) {
+    if (!checker.usedClock && key.length <= MEMO_CHARS / 4) {
       memo.set(key, found);
-      if (memo.size > MEMO_ENTRIES) memo.delete(memo.keys().next().value as string);
+      memoChars += key.length;
+      for (const old of memo.keys()) {
+        if (memoChars <= MEMO_CHARS) break;
+        memo.delete(old);
+        memoChars -= old.length;
+      }
     }
   }
   return found.map((p) => ({ path: rootPath + p.path.slice(1), message: p.message }));
