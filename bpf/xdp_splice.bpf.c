@@ -20,13 +20,15 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Interfaces spliced packets may leave by (ifindex -> ifindex). */
+/* Interfaces spliced packets may leave by (ifindex -> ifindex). Not pinned: it is derived from
+ * the interface list, which the loader writes at every attach; the kernel marks devmaps
+ * read-only for programs (map_flags), which libbpf 1.1 would refuse to reuse from a pin. A
+ * program still attached from an earlier load keeps its own devmap alive until it is replaced. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(max_entries, EXDS_MAX_XDP_PORTS);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdp_tx_ports SEC(".maps");
 
 #define TCPF_FIN 0x01

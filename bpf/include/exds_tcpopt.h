@@ -7,7 +7,7 @@
  *
  * Checksum note: a 32-bit option field may start at any byte offset. RFC 1071 sums 16-bit
  * words aligned to the start of the TCP header, so a field at an odd offset contributes its
- * bytes swapped (RFC 1071 2(B)); exds_csum_diff32_at folds that in. */
+ * bytes swapped (RFC 1071 2(B)); exds_tcpopt_fold_into applies that per option. */
 #ifndef EXDS_TCPOPT_H
 #define EXDS_TCPOPT_H
 
@@ -35,15 +35,6 @@ struct exds_tcpopt {
 	__u8 kind[EXDS_TCPOPT_MAX_HITS];
 	__u8 len[EXDS_TCPOPT_MAX_HITS];
 };
-
-/* Adds the change of a 32-bit field that starts `odd` bytes off 16-bit alignment. */
-static __always_inline __u32 exds_csum_diff32_at(__u32 delta, __u32 old, __u32 new, __u32 odd)
-{
-	__u32 d = exds_csum_diff32(0, old, new);
-	if (odd)
-		d = ((d & 0xff) << 8) | (d >> 8);
-	return exds_csum_fold(delta + d);
-}
 
 /* One step of the option walk, run by bpf_loop: the verifier checks this body once, where an
  * inline 40-round loop with a branch per option kind multiplies its paths past the limit. */
@@ -107,10 +98,43 @@ static __always_inline int exds_tcpopt_scan(struct tcphdr *tcp, void *data_end, 
 	o->ts_at = 0;
 	if (optlen <= 20)
 		return EXDS_TCPOPT_OK;
+	optlen -= 20;
+
+	/* The layouts Linux sends on an established connection, matched byte for byte (anything
+	 * else takes the general walk below, with the same result): NOP NOP TS, optionally followed
+	 * by NOP NOP SACK with 1 to 3 blocks. This saves the bpf_loop calls on almost every packet. */
+	__u8 *opts = (__u8 *)(tcp + 1);
+	if ((void *)(opts + 12) <= data_end && *(__u32 *)opts == bpf_htonl(0x0101080a)) {
+		if (optlen == 12) {
+			o->n = 1;
+			o->at[0] = 2;
+			o->kind[0] = EXDS_TCPOPT_TS;
+			o->len[0] = EXDS_TCPOLEN_TS;
+			o->ts_at = 3;
+			return EXDS_TCPOPT_OK;
+		}
+		if ((void *)(opts + 16) <= data_end && optlen >= 24 && optlen <= 40 &&
+		    *(__u32 *)(opts + 12) == bpf_htonl(0x01010500 | (optlen - 14))) {
+			o->n = 2;
+			o->at[0] = 2;
+			o->kind[0] = EXDS_TCPOPT_TS;
+			o->len[0] = EXDS_TCPOLEN_TS;
+			o->at[1] = 14;
+			o->kind[1] = EXDS_TCPOPT_SACK;
+			o->len[1] = optlen - 14;
+			o->ts_at = 3;
+			/* SACK length 2 + 8n: optlen - 14 = 10, 18, 26 */
+			if (((optlen - 16) & 7) == 0)
+				return EXDS_TCPOPT_OK;
+			o->n = 0;
+			o->ts_at = 0;
+		}
+	}
+
 	struct exds_tcpopt_walk w = {
-		.opts = (__u8 *)(tcp + 1),
+		.opts = opts,
 		.data_end = data_end,
-		.optlen = optlen - 20,
+		.optlen = optlen,
 	};
 	/* Each step consumes at least one byte, so 40 steps cover every layout. */
 	bpf_loop(EXDS_TCPOPT_MAX_LEN, exds_tcpopt_step, &w, 0);
@@ -130,16 +154,27 @@ static __always_inline __u32 exds_tcpopt_tsval(struct tcphdr *tcp, void *data_en
 	return bpf_ntohl(*(__u32 *)(p + 2));
 }
 
-/* Adds `add` (host order) to the 32-bit field at p, returning the checksum delta. Fields that
- * are zero stay zero when keep_zero is set (a TSecr of 0 means "nothing to echo"). */
-static __always_inline __u32 exds_tcpopt_add32(__u8 *p, __u32 add, __u32 odd, __u32 keep_zero, __u32 delta)
+/* Adds `add` (host order) to the 32-bit field at p and returns the change as an unfolded sum
+ * of 16-bit words (~old + new), to be folded once per option. Fields that are zero stay zero
+ * when keep_zero is set (a TSecr of 0 means "nothing to echo"). */
+static __always_inline __u32 exds_tcpopt_add32(__u8 *p, __u32 add, __u32 keep_zero)
 {
 	__u32 old = *(__u32 *)p;
 	if (keep_zero && old == 0)
-		return delta;
+		return 0;
 	__u32 new = bpf_htonl(bpf_ntohl(old) + add);
 	*(__u32 *)p = new;
-	return exds_csum_diff32_at(delta, old, new, odd);
+	return (__u32)(__u16)~(old >> 16) + (__u16)~old + (new >> 16) + (__u16)new;
+}
+
+/* Folds one option's word sum into the checksum delta; an option at an odd offset contributes
+ * its bytes swapped (RFC 1071 2(B)). All fields of an option share the option's parity. */
+static __always_inline __u32 exds_tcpopt_fold_into(__u32 delta, __u32 part, __u32 odd)
+{
+	part = exds_csum_fold(part);
+	if (odd)
+		part = ((part & 0xff) << 8) | (part >> 8);
+	return exds_csum_fold(delta + part);
 }
 
 /* Translates every recorded TS option (TSval += tsval_add, TSecr += tsecr_add) and every SACK
@@ -154,13 +189,12 @@ static __always_inline __u32 exds_tcpopt_translate(struct tcphdr *tcp, void *dat
 			break;
 		__u32 off = (__u32)o->at[i] & 0x3f;
 		__u8 *p = opts + off;
-		/* The option's own first byte sets the parity: TCP header offset 20 is even. */
-		__u32 odd = off & 1;
+		__u32 part = 0; /* at most 8 edges x 4 words x 0xffff: no overflow before the fold */
 		if (o->kind[i] == EXDS_TCPOPT_TS) {
 			if ((void *)(p + EXDS_TCPOLEN_TS) > data_end)
 				break;
-			delta = exds_tcpopt_add32(p + 2, tsval_add, odd, 0, delta);
-			delta = exds_tcpopt_add32(p + 6, tsecr_add, odd, 1, delta);
+			part += exds_tcpopt_add32(p + 2, tsval_add, 0);
+			part += exds_tcpopt_add32(p + 6, tsecr_add, 1);
 		} else {
 			__u32 blocks = ((__u32)o->len[i] - 2) >> 3;
 			for (int b = 0; b < 4; b++) {
@@ -169,10 +203,12 @@ static __always_inline __u32 exds_tcpopt_translate(struct tcphdr *tcp, void *dat
 				__u8 *edge = p + 2 + b * 8;
 				if ((void *)(edge + 8) > data_end)
 					break;
-				delta = exds_tcpopt_add32(edge, sack_add, odd, 0, delta);
-				delta = exds_tcpopt_add32(edge + 4, sack_add, odd, 0, delta);
+				part += exds_tcpopt_add32(edge, sack_add, 0);
+				part += exds_tcpopt_add32(edge + 4, sack_add, 0);
 			}
 		}
+		/* The option's own first byte sets the parity: TCP header offset 20 is even. */
+		delta = exds_tcpopt_fold_into(delta, part, off & 1);
 	}
 	return delta;
 }

@@ -249,6 +249,51 @@ for (const kind of ['routed', 'one-armed'] as const) {
       expect(r.dp.maps.count()).toBe(0);
     }, 60_000);
 
+    it('removes the pair after the idle timeout; the peers then get an RST from the middlebox', async () => {
+      const r = rig!;
+      const idle = await startXdpProxy(r.mb, { upstream: `${r.serverAddr}:${SERVER_PORT}`, maps: XdpDatapath.dirOf(r.pins), idleMs: 1500 });
+      r.extraProxies.push(idle);
+      const { c, s, conn } = await exchange(r, { client: { send: 2 * MB, pauseMs: 4000 }, server: { send: 2 * MB, pauseMs: 4000 }, proxy: idle });
+      expect(conn, JSON.stringify({ conn, c, s })).toMatchObject({ mode: 'xdp', end: 'idle' });
+      // The first half went through; what follows the idle period meets no spliced pair.
+      expect([c.endedBy, s.endedBy]).toEqual(['rst-received', 'rst-received']);
+      expect(c.recv).toBeGreaterThanOrEqual(1 * MB);
+      expect(r.dp.maps.count()).toBe(0);
+    }, 60_000);
+
+    it('leaves no state after many short connections, spliced or not', async () => {
+      const r = rig!;
+      const before = r.proxy.conns.length;
+      const srv = await startServer(r.server, { send: 20_000, port: SERVER_PORT, conns: 60 });
+      const clients = await runClient(r.client, { host: r.proxyAddr, port: r.proxy.port, send: 30_000, conns: 60, parallel: 6 });
+      const servers = await srv.done;
+      const conns = await r.proxy.waitConns(before + 60);
+      expect(clients).toHaveLength(60);
+      for (const c of clients) expect([c.sent, c.recv, c.endedBy]).toEqual([30_000, 20_000, 'fin']);
+      expect(new Set(servers.map((x) => x.recvSha))).toEqual(new Set(clients.map((x) => x.sentSha)));
+      expect(new Set(clients.map((x) => x.recvSha))).toEqual(new Set(servers.map((x) => x.sentSha)));
+      expect(conns.slice(before).every((x) => x.end === 'fin' || x.end === 'closed')).toBe(true);
+      await new Promise((res) => setTimeout(res, 300));
+      expect(r.dp.maps.count()).toBe(0);
+    }, 60_000);
+
+    it('keeps spliced connections flowing while the datapath owner restarts (pins adopted)', async () => {
+      const r = rig!;
+      const srv = await startServer(r.server, { send: 30 * MB, pauseMs: 1500, port: SERVER_PORT, conns: 1 });
+      const client = runClient(r.client, { host: r.proxyAddr, port: r.proxy.port, send: 30 * MB, pauseMs: 1500 });
+      await new Promise((res) => setTimeout(res, 700)); // spliced by now, both sides pausing
+      expect(r.dp.maps.count()).toBe(2);
+      r.dp.release(); // the agent goes away: links and maps stay pinned
+      r.dp = XdpDatapath.attach({ pins: r.pins, interfaces: ['eth0', 'eth1'], netns: r.mb.nsPath });
+      expect(r.dp.maps.count()).toBe(2); // the same maps, with the pair
+      const [c] = await client;
+      const [s] = await srv.done;
+      expectIntact(c!, s!, 30 * MB, 30 * MB);
+      const conn = (await r.proxy.waitConns(r.proxy.conns.length))[r.proxy.conns.length - 1]!;
+      expect(conn).toMatchObject({ mode: 'xdp', end: 'closed' });
+      r.progIds = [r.dp.objects.xdp.program('exds_xdp_splice').fd, r.dp.objects.guard.program('exds_tc_splice_guard').fd].map((fd) => Number(bpfFdInfo(fd)['prog_id']));
+    }, 60_000);
+
     it('rescales windows when the legs negotiated different window scales, or stays in user space by policy', async () => {
       const r = rig!;
       // A client without window scaling: its leg has shift 0, the proxy-to-server leg shift 7.

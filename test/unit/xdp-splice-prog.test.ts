@@ -146,7 +146,7 @@ describe('XDP splice program (BPF_PROG_TEST_RUN)', () => {
     withNetns(ns, () => {
       for (const i of [toC.ifindex, toS.ifindex]) {
         const k = U32.encode({ v: i });
-        maps.txPorts.update(k, k);
+        xdpObj.map('xdp_tx_ports').update(k, k);
         fwdObj.map('fwd_tx_ports').update(k, k);
       }
     });
@@ -408,11 +408,11 @@ describe('XDP splice program (BPF_PROG_TEST_RUN)', () => {
     expect(maps.get(c2sKey)!.events & XdpEvent.NO_NEIGH).toBeTruthy();
     pair();
     const k = U32.encode({ v: toS.ifindex });
-    withNetns(ns, () => maps.txPorts.delete(k));
+    withNetns(ns, () => xdpObj.map('xdp_tx_ports').delete(k));
     try {
       expect(run(prog, frame).retval).toBe(XDP_DROP);
     } finally {
-      withNetns(ns, () => maps.txPorts.update(k, k));
+      withNetns(ns, () => xdpObj.map('xdp_tx_ports').update(k, k));
     }
     const st = stats();
     expect([st.drop_fib, st.drop_no_neigh, st.drop_egress, st.spliced_packets]).toEqual([1n, 1n, 1n, 0n]);
@@ -423,6 +423,19 @@ describe('XDP splice program (BPF_PROG_TEST_RUN)', () => {
     const f = decodeFrame(run(prog, buildFrame(fromClient({ options: [] }))).dataOut);
     expect(f.tcpChecksumOk).toBe(true);
     expect(stats().ts_missing).toBe(1n);
+  });
+
+  it('sweeps pairs and lone entries idle longer than their idle_ms, and nothing else', () => {
+    const now = process.hrtime.bigint();
+    const [c2s, s2c] = active();
+    maps.put(c2sKey, { ...c2s, idle_ms: 1000, last_seen_ns: now - 5_000_000_000n });
+    maps.put(s2cKey, { ...s2c, idle_ms: 1000, last_seen_ns: now });
+    const learnKey = { ...c2sKey, sport_be: 40001 };
+    const freshKey = { ...c2sKey, sport_be: 40002 };
+    maps.put(learnKey, blankConn(XdpState.LEARN, { idleMs: 1000, ownerId: 0, nowNs: now - 2_000_000_000n }));
+    maps.put(freshKey, blankConn(XdpState.LEARN, { idleMs: 1000, ownerId: 0, nowNs: now }));
+    expect(maps.sweepIdle(now)).toBe(3); // the stale direction takes its pair along
+    expect(maps.conns.keys().map((k) => k.sport_be)).toEqual([40002]);
   });
 
   it('TC egress guard drops what the local stack sends on an ACTIVE tuple, and nothing else', () => {

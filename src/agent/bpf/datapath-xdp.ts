@@ -18,7 +18,8 @@ import { removePinTree, type PinLayout } from './pins.js';
 import { U32, type ValueOf } from './struct-codec.js';
 import { attachTcxPinned, type TcxLink } from './tcx.js';
 
-export const XDP_MAPS = ['xdp_conns', 'xdp_stats', 'xdp_tx_ports'] as const;
+/** The pinned maps: what the pairing side (a proxy, a patched Envoy) opens. */
+export const XDP_MAPS = ['xdp_conns', 'xdp_stats'] as const;
 type XdpMapName = (typeof XDP_MAPS)[number];
 const LINK_XDP = 'link_xdp';
 const LINK_TC = 'link_tc_egress';
@@ -43,12 +44,10 @@ function monotonicNs(): bigint {
 export class XdpMaps {
   readonly conns: TypedMap<XdpKeyValue, XdpConnValue>;
   readonly stats: PerCpuMap<ValueOf<typeof U32>, XdpCounters>;
-  readonly txPorts: BpfMap;
 
   private constructor(private readonly raw: Record<XdpMapName, BpfMap>) {
     this.conns = new TypedMap(raw.xdp_conns, XdpKey, XdpConn);
     this.stats = new PerCpuMap(raw.xdp_stats, U32, XdpStats);
-    this.txPorts = raw.xdp_tx_ports;
   }
 
   static fromObject(obj: BpfObject): XdpMaps {
@@ -178,9 +177,8 @@ export class XdpDatapath {
           checkForwarding(name);
           const ifDir = opts.pins.xdp(name);
           mkdirSync(ifDir, { recursive: true });
-          const key = Buffer.alloc(4);
-          key.writeUInt32LE(ifindex);
-          maps.txPorts.update(key, key);
+          const key = U32.encode({ v: ifindex });
+          xdp.map('xdp_tx_ports').update(key, key);
           // The guard first: the stack must never answer for a tuple XDP already splices.
           let tcx: TcxLink | undefined;
           let netlink: IfaceAttachment['netlink'];
