@@ -23,7 +23,7 @@ import { SqliteStore } from './store/sqlite.js';
 import type { ConfigSnapshot, Store } from './store/store.js';
 import { createLogger, type Logger } from './util/log.js';
 import { SnapshotCache } from './xds/cache.js';
-import type { XdsResource } from './xds/resources.js';
+import type { ResourceKey, XdsResource } from './xds/resources.js';
 import { XdsServer, type ClientStatus, type NodeInfo } from './xds/server.js';
 import { loadTlsFiles } from './xds/tls.js';
 
@@ -196,7 +196,9 @@ export interface GroupedStreams {
  * is the set of node selectors it matches (model/node-groups.ts): every node in a group receives
  * the same resources, so there is one snapshot (and one response body) per distinct set, not per
  * node. When a revision changes the selectors, open streams are regrouped before the snapshots
- * are set. Groups are created when a node of theirs connects and dropped when none is left.
+ * are set. Existing groups get only what changed (SnapshotCache.updateSnapshot), so a one-endpoint
+ * change costs the same per group whatever the config's size. Groups are created when a node of
+ * theirs connects and dropped when none is left.
  */
 export class SnapshotPublisher {
   private streams: GroupedStreams = { groupsInUse: () => new Map(), regroup: () => 0 };
@@ -204,14 +206,14 @@ export class SnapshotPublisher {
   private audience = new NodeAudience({ resources: [] });
   private selectorsKey = this.audience.selectorsKey();
   private encoded = new Map<TranslatedResource, XdsResource>();
-  /** The resource list per group under the current revision, built on first use. */
+  /** The current revision's resources by type and name. */
+  private items = new Map<string, Served>();
+  /** The full resource list per group under the current revision, built on first use. */
   private lists = new Map<string, XdsResource[]>();
   /** Unchanged resources keep their encoded objects across revisions. */
   private readonly encoder = new ResourceEncoder();
   /** The matched selector keys each known group stands for. */
   private readonly selectorsOf = new Map<string, ReadonlySet<string>>();
-  /** The list each group's snapshot was last set from. */
-  private readonly served = new Map<string, XdsResource[]>();
   private readonly revisionGauge: Gauge;
   private readonly publishSeconds: Histogram;
   private readonly failures: Counter;
@@ -250,14 +252,28 @@ export class SnapshotPublisher {
       return;
     }
     const translation = translate(v);
+    const version = String(snap.revision);
     this.encoded = this.encoder.encodeAll(translation.resources);
     this.revision = snap.revision;
     this.audience = new NodeAudience(translation);
     this.lists = new Map();
     this.revisionGauge.set(snap.revision);
 
+    // What differs from the previous revision, by type and name: content, audience, presence.
+    const previous = this.items;
+    this.items = new Map();
+    translation.resources.forEach((r, index) => {
+      this.items.set(`${r.typeUrl}\u0000${r.name}`, { typeUrl: r.typeUrl, name: r.name, index, resource: this.encoded.get(r) as XdsResource, audience: this.audience.audienceKey(index) });
+    });
+    const changed: Served[] = [];
+    for (const [key, it] of this.items) {
+      const was = previous.get(key);
+      if (!was || was.resource !== it.resource || was.audience !== it.audience) changed.push(it);
+    }
+    for (const [key, was] of previous) if (!this.items.has(key)) changed.push(was);
+
     // Selectors changed: a node may now match a different set, so move streams first. The grouper
-    // (groupFor) sets the snapshots of groups that appear; the loop below updates the others.
+    // (groupFor) gives groups that appear their full snapshot at this revision.
     const selectorsKey = this.audience.selectorsKey();
     let moved = 0;
     if (selectorsKey !== this.selectorsKey) {
@@ -265,22 +281,37 @@ export class SnapshotPublisher {
       moved = this.streams.regroup();
     }
     const inUse = this.streams.groupsInUse();
+    let updated = 0;
     for (const group of this.cache.groups()) {
       const matched = this.selectorsOf.get(group);
-      if (!inUse.has(group) || !matched) {
+      const current = this.cache.snapshot(group);
+      if (!inUse.has(group) || !matched || !current) {
         this.drop(group);
         continue;
       }
-      const list = this.listFor(group, matched);
-      // Unchanged resources keep their encoded objects across revisions, so an identical list means
-      // nothing changed for this group.
-      if (sameList(this.served.get(group), list)) continue;
-      this.cache.setSnapshot(group, String(snap.revision), list);
-      this.served.set(group, list);
+      if (current.version === version || changed.length === 0) continue; // set by groupFor just now, or nothing to do
+      if (changed.length > this.items.size / 2) {
+        this.cache.setSnapshot(group, version, this.listFor(group, matched));
+        updated++;
+        continue;
+      }
+      const set: XdsResource[] = [];
+      const remove: ResourceKey[] = [];
+      for (const it of changed) {
+        const now = this.items.get(`${it.typeUrl}\u0000${it.name}`);
+        if (now && this.audience.receives(now.index, matched)) set.push(now.resource);
+        else if (current.type(it.typeUrl).resources.has(it.name)) remove.push({ typeUrl: it.typeUrl, name: it.name });
+      }
+      if (set.length === 0 && remove.length === 0) continue;
+      this.cache.updateSnapshot(group, version, { set, remove });
+      updated++;
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.publishSeconds.observe(seconds);
-    this.log.info({ revision: snap.revision, resources: translation.resources.length, groups: this.cache.groups().length, moved, ms: Math.round(seconds * 1000) }, 'published revision');
+    this.log.info(
+      { revision: snap.revision, resources: translation.resources.length, changed: changed.length, groups: this.cache.groups().length, updated, moved, ms: Math.round(seconds * 1000) },
+      'published revision',
+    );
   }
 
   /** The NodeGrouper: a node's group under the current revision, its snapshot created on first sight. */
@@ -290,9 +321,7 @@ export class SnapshotPublisher {
     const group = nodeGroupName(matched);
     if (!this.selectorsOf.has(group)) this.selectorsOf.set(group, new Set(matched));
     if (this.revision >= 0 && !this.cache.snapshot(group)) {
-      const list = this.listFor(group, this.selectorsOf.get(group) as ReadonlySet<string>);
-      this.cache.setSnapshot(group, String(this.revision), list);
-      this.served.set(group, list);
+      this.cache.setSnapshot(group, String(this.revision), this.listFor(group, this.selectorsOf.get(group) as ReadonlySet<string>));
     }
     return group;
   }
@@ -305,7 +334,6 @@ export class SnapshotPublisher {
 
   private drop(group: string): void {
     this.cache.clearSnapshot(group);
-    this.served.delete(group);
     this.selectorsOf.delete(group);
   }
 
@@ -319,8 +347,14 @@ export class SnapshotPublisher {
   }
 }
 
-function sameList(a: XdsResource[] | undefined, b: XdsResource[]): boolean {
-  return !!a && a.length === b.length && a.every((r, i) => r === b[i]);
+/** One resource of the served revision: its encoding and who receives it. */
+interface Served {
+  typeUrl: string;
+  name: string;
+  /** Position in the revision's translation (for NodeAudience.receives). */
+  index: number;
+  resource: XdsResource;
+  audience: string;
 }
 
 function iso(ms: number): string {

@@ -44,10 +44,19 @@ export class NodeAudience {
 
   /** The resources nodes matching exactly `matched` (selector keys) receive, in translation order. */
   resourcesFor(matched: ReadonlySet<string>): TranslatedResource[] {
-    return this.translation.resources.filter((_r, i) => {
-      const aud = this.audiences[i];
-      return aud === null || aud === undefined || aud.some((k) => matched.has(k));
-    });
+    return this.translation.resources.filter((_r, i) => this.receives(i, matched));
+  }
+
+  /** Whether nodes matching `matched` receive the translation's resource at `index`. */
+  receives(index: number, matched: ReadonlySet<string>): boolean {
+    const aud = this.audiences[index];
+    return aud === null || aud === undefined || aud.some((k) => matched.has(k));
+  }
+
+  /** Identifies the audience of the resource at `index`: equal texts, equal audiences. */
+  audienceKey(index: number): string {
+    const aud = this.audiences[index];
+    return aud ? JSON.stringify([...aud].sort()) : '';
   }
 
   /** The resources one node receives. */

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import type { XdsMetrics } from './metrics.js';
-import { clusterEdsServiceName, TypeUrl, type XdsResource } from './resources.js';
+import { clusterEdsServiceName, TypeUrl, type ResourceKey, type XdsResource } from './resources.js';
 import { concatFields, deltaResourceField, DiscoveryResponseField, DeltaResponseField, encodeAny, lenField, stringField } from './wire.js';
 
 /** Counts encodings; tests and the benchmark use it to prove that streams do not re-encode. */
@@ -187,6 +187,12 @@ interface GroupState {
   sameVersionCount: number;
 }
 
+/** A type's new name table, and the names that differ from the old one (null: the type is new). */
+interface TypeChange {
+  after: Map<string, EncodedResource>;
+  changed: ReadonlySet<string> | null;
+}
+
 interface Interned {
   res: EncodedResource;
   refs: number;
@@ -235,15 +241,7 @@ export class SnapshotCache {
    * an object it has seen by identity instead of hashing its bytes again.
    */
   setSnapshot(group: string, version: string, resources: XdsResource[]): void {
-    if (typeof group !== 'string' || group === '') throw new Error('setSnapshot: the node group name must be a non-empty string');
-    if (typeof version !== 'string' || version === '') throw new Error(`setSnapshot(${JSON.stringify(group)}): version must be a non-empty string`);
-    const prev = this.states.get(group);
-    if (prev && NUMERIC.test(version) && NUMERIC.test(prev.snapshot.version) && BigInt(version) < BigInt(prev.snapshot.version)) {
-      throw new Error(
-        `setSnapshot(${JSON.stringify(group)}): version ${version} is older than the current ${prev.snapshot.version}; ` +
-          'versions must never go backwards (derive them from the persisted store revision)',
-      );
-    }
+    const prev = this.checkVersion('setSnapshot', group, version);
     const byType = this.groupByType(group, resources);
 
     // Interning: the same (type, name, bytes) anywhere in the cache is one EncodedResource.
@@ -255,29 +253,107 @@ export class SnapshotCache {
       newTypes.set(typeUrl, m);
     }
 
-    const sameVersionCount = prev && prev.snapshot.version === version ? prev.sameVersionCount + 1 : 0;
-    const typeVersion = sameVersionCount > 0 ? `${version}.${sameVersionCount}` : version;
-    const types = new Map<string, TypeSnapshot>();
-    const changed = new Set<string>();
-    const allTypes = new Set([...(prev?.types.keys() ?? []), ...newTypes.keys()]);
-    for (const typeUrl of allTypes) {
+    const next = new Map<string, TypeChange>();
+    for (const typeUrl of new Set([...(prev?.types.keys() ?? []), ...newTypes.keys()])) {
       const before = prev?.types.get(typeUrl);
       const after = newTypes.get(typeUrl) ?? new Map<string, EncodedResource>();
-      if (before && sameResources(before.resources, after)) {
-        types.set(typeUrl, before);
-        continue;
+      if (before && sameResources(before.resources, after)) continue;
+      if (!before && after.size === 0) continue;
+      next.set(typeUrl, { after, changed: before ? changedNames(before.resources, after) : null });
+    }
+    this.commit(group, version, prev, next);
+    if (prev) this.release(prev.types.values());
+  }
+
+  /**
+   * Changes part of a group's resources: `set` adds or replaces resources by type and name,
+   * `remove` drops names (absent ones are ignored). The result is what setSnapshot with the full
+   * list would give, but the cost follows the change, not the group's size: a resource in `set`
+   * that the group already holds is recognised and skipped, and each type that really changes
+   * costs one copy of its name table. This is what keeps a revision that changes one endpoint
+   * cheap when there are many groups. The group must have a snapshot; throws (and changes
+   * nothing) on invalid input.
+   */
+  updateSnapshot(group: string, version: string, change: { set?: XdsResource[]; remove?: readonly ResourceKey[] }): void {
+    const prev = this.checkVersion('updateSnapshot', group, version);
+    if (!prev) throw new Error(`updateSnapshot(${JSON.stringify(group)}): the group has no snapshot yet; give it one with setSnapshot`);
+    const sets = this.groupByType(group, change.set ?? []);
+    const removes = new Map<string, Set<string>>();
+    (change.remove ?? []).forEach((k, i) => {
+      if (typeof k?.typeUrl !== 'string' || typeof k.name !== 'string') throw new Error(`updateSnapshot(${JSON.stringify(group)}): remove[${i}] must be { typeUrl, name } strings`);
+      if (sets.get(k.typeUrl)?.has(k.name)) throw new Error(`updateSnapshot(${JSON.stringify(group)}): ${k.typeUrl} ${JSON.stringify(k.name)} is both set and removed`);
+      let names = removes.get(k.typeUrl);
+      if (!names) {
+        names = new Set();
+        removes.set(k.typeUrl, names);
+      }
+      names.add(k.name);
+    });
+
+    const next = new Map<string, TypeChange>();
+    const replaced: EncodedResource[] = [];
+    for (const typeUrl of new Set([...sets.keys(), ...removes.keys()])) {
+      const before = prev.types.get(typeUrl);
+      const beforeMap = before?.resources ?? new Map<string, EncodedResource>();
+      const changed = new Set<string>();
+      const put = new Map<string, EncodedResource>();
+      for (const [name, r] of sets.get(typeUrl) ?? []) {
+        const old = beforeMap.get(name);
+        const res = this.intern(r, old);
+        if (res === old) {
+          this.releaseOne(res); // already held: undo the extra reference
+          continue;
+        }
+        put.set(name, res);
+        changed.add(name);
+      }
+      for (const name of removes.get(typeUrl) ?? []) if (beforeMap.has(name)) changed.add(name);
+      if (changed.size === 0) continue;
+      const after = new Map(beforeMap);
+      for (const name of changed) {
+        const old = beforeMap.get(name);
+        if (old) replaced.push(old);
+        const res = put.get(name);
+        if (res) after.set(name, res);
+        else after.delete(name);
       }
       if (!before && after.size === 0) continue;
-      const next = new TypeSnapshot(typeUrl, typeVersion, after);
+      next.set(typeUrl, { after, changed: before ? changed : null });
+    }
+    this.commit(group, version, prev, next);
+    for (const r of replaced) this.releaseOne(r);
+  }
+
+  /** The group's current state, after checking the group name and that `version` does not go backwards. */
+  private checkVersion(op: string, group: string, version: string): GroupState | undefined {
+    if (typeof group !== 'string' || group === '') throw new Error(`${op}: the node group name must be a non-empty string`);
+    if (typeof version !== 'string' || version === '') throw new Error(`${op}(${JSON.stringify(group)}): version must be a non-empty string`);
+    const prev = this.states.get(group);
+    if (prev && NUMERIC.test(version) && NUMERIC.test(prev.snapshot.version) && BigInt(version) < BigInt(prev.snapshot.version)) {
+      throw new Error(
+        `${op}(${JSON.stringify(group)}): version ${version} is older than the current ${prev.snapshot.version}; ` +
+          'versions must never go backwards (derive them from the persisted store revision)',
+      );
+    }
+    return prev;
+  }
+
+  /** Installs the group's new snapshot: changed types get new TypeSnapshots, the others are kept. */
+  private commit(group: string, version: string, prev: GroupState | undefined, next: ReadonlyMap<string, TypeChange>): void {
+    const sameVersionCount = prev && prev.snapshot.version === version ? prev.sameVersionCount + 1 : 0;
+    const typeVersion = sameVersionCount > 0 ? `${version}.${sameVersionCount}` : version;
+    const types = new Map<string, TypeSnapshot>(prev?.types ?? []);
+    for (const [typeUrl, { after, changed }] of next) {
+      const before = prev?.types.get(typeUrl);
+      const snap = new TypeSnapshot(typeUrl, typeVersion, after);
       if (before) {
-        next.base = before;
-        next.changed = changedNames(before.resources, after);
+        snap.base = before;
+        snap.changed = changed;
         // Keep one step only, so old snapshots are not chained in memory.
         before.base = null;
         before.changed = null;
       }
-      types.set(typeUrl, next);
-      changed.add(typeUrl);
+      types.set(typeUrl, snap);
     }
 
     if (!this.emptyVersions.has(group)) this.emptyVersions.set(group, version);
@@ -288,12 +364,11 @@ export class SnapshotCache {
     }
     const snapshot = new GroupSnapshot(group, version, types, empties, this.emptyVersions.get(group) as string);
     this.states.set(group, { snapshot, types, sameVersionCount });
-    if (prev) this.release(prev);
     this.metrics?.snapshotGroups.set(this.states.size);
     this.metrics?.cachedResources.set(this.interned.size);
-    this.logger.debug({ group, version, types: types.size, changed: [...changed] }, 'snapshot set');
+    if (this.logger.isLevelEnabled('debug')) this.logger.debug({ group, version, types: types.size, changed: [...next.keys()] }, 'snapshot set');
     if (!prev) this.notify(group, 'all');
-    else if (changed.size > 0) this.notify(group, changed);
+    else if (next.size > 0) this.notify(group, new Set(next.keys()));
   }
 
   /** Removes a group's snapshot. Its streams keep what they have and get nothing new. */
@@ -303,7 +378,7 @@ export class SnapshotCache {
     this.states.delete(group);
     this.empties.delete(group);
     this.emptyVersions.delete(group);
-    this.release(prev);
+    this.release(prev.types.values());
     this.metrics?.snapshotGroups.set(this.states.size);
     this.metrics?.cachedResources.set(this.interned.size);
     this.notify(group, 'all');
@@ -408,16 +483,16 @@ export class SnapshotCache {
     return entry.res;
   }
 
-  /** Drops the references a replaced snapshot held; resources nobody holds are forgotten. */
-  private release(state: GroupState): void {
-    for (const t of state.types.values()) {
-      for (const res of t.resources.values()) {
-        const entry = this.interned.get(res.internKey);
-        if (!entry) continue;
-        entry.refs--;
-        if (entry.refs <= 0) this.interned.delete(res.internKey);
-      }
-    }
+  /** Drops the references replaced type snapshots held; resources nobody holds are forgotten. */
+  private release(types: Iterable<TypeSnapshot>): void {
+    for (const t of types) for (const res of t.resources.values()) this.releaseOne(res);
+  }
+
+  private releaseOne(res: EncodedResource): void {
+    const entry = this.interned.get(res.internKey);
+    if (!entry || entry.res !== res) return;
+    entry.refs--;
+    if (entry.refs <= 0) this.interned.delete(res.internKey);
   }
 
   private notify(group: string, change: GroupChange): void {

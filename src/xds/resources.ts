@@ -23,6 +23,12 @@ export interface XdsResource {
   bytes: Uint8Array;
 }
 
+/** Names a resource without its content. */
+export interface ResourceKey {
+  typeUrl: string;
+  name: string;
+}
+
 /**
  * xds_protocol.rst, "Grouping Resources into Responses": in SotW, Listener and Cluster responses
  * carry the complete set; every other type may carry only what changed.

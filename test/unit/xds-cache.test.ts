@@ -116,6 +116,78 @@ describe('SnapshotCache', () => {
     expect(cache.stats()).toMatchObject({ resources: 1, hashed: 3 });
   });
 
+  it('updateSnapshot gives what setSnapshot with the full list gives, at the cost of the change', () => {
+    // A seeded walk of random edits, applied incrementally to one group and in full to another.
+    let seed = 7;
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    const types = [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener];
+    const cache = new SnapshotCache();
+    const state = new Map<string, XdsResource>();
+    const key = (r: { typeUrl: string; name: string }) => `${r.typeUrl} ${r.name}`;
+    for (let i = 0; i < 30; i++) {
+      const r = res(types[rnd(3)]!, `r${rnd(20)}`, 'v0');
+      state.set(key(r), r);
+    }
+    cache.setSnapshot('inc', '1', [...state.values()]);
+    cache.setSnapshot('full', '1', [...state.values()]);
+    for (let step = 2; step < 60; step++) {
+      const set: XdsResource[] = [];
+      const remove: { typeUrl: string; name: string }[] = [];
+      const touched = new Set<string>();
+      for (let k = 0; k < 1 + rnd(4); k++) {
+        const typeUrl = types[rnd(3)]!;
+        const name = `r${rnd(20)}`;
+        if (touched.has(`${typeUrl} ${name}`)) continue;
+        touched.add(`${typeUrl} ${name}`);
+        if (rnd(3) === 0) {
+          remove.push({ typeUrl, name });
+          state.delete(`${typeUrl} ${name}`);
+        } else {
+          // Sometimes the very object already held, sometimes equal bytes, sometimes new content.
+          const held = state.get(`${typeUrl} ${name}`);
+          const r = held && rnd(2) === 0 ? held : res(typeUrl, name, `v${rnd(3)}`);
+          set.push(r);
+          state.set(`${typeUrl} ${name}`, r);
+        }
+      }
+      const before = cache.snapshot('inc')!;
+      cache.updateSnapshot('inc', String(step), { set, remove });
+      cache.setSnapshot('full', String(step), [...state.values()]);
+      const inc = cache.snapshot('inc')!;
+      const full = cache.snapshot('full')!;
+      for (const t of types) {
+        const a = inc.type(t);
+        const b = full.type(t);
+        expect(new Map([...a.resources].sort()), `step ${step} ${t}`).toEqual(new Map([...b.resources].sort()));
+        for (const [name, r] of a.resources) expect(b.resources.get(name)).toBe(r); // interned: the same objects
+        expect(a.version, `step ${step} ${t} version`).toBe(b.version);
+        if (a !== before.type(t)) expect(a.changed && [...a.changed].sort()).toEqual(b.changed && [...b.changed].sort());
+      }
+    }
+    // Reference counts stay exact: with one group gone, the other still holds all it uses.
+    cache.clearSnapshot('full');
+    expect(cache.stats().resources).toBe(state.size);
+    cache.clearSnapshot('inc');
+    expect(cache.stats().resources).toBe(0);
+  });
+
+  it('updateSnapshot refuses bad input and a group without a snapshot, changing nothing', () => {
+    const cache = new SnapshotCache();
+    expect(() => cache.updateSnapshot('g', '1', { set: [res(TypeUrl.Cluster, 'c', 'a')] })).toThrow(/has no snapshot yet; give it one with setSnapshot/);
+    cache.setSnapshot('g', '2', [res(TypeUrl.Cluster, 'c', 'a')]);
+    expect(() => cache.updateSnapshot('g', '1', { set: [] })).toThrow(/version 1 is older than the current 2/);
+    expect(() => cache.updateSnapshot('g', '3', { set: [res(TypeUrl.Cluster, 'c', 'b')], remove: [{ typeUrl: TypeUrl.Cluster, name: 'c' }] })).toThrow(/both set and removed/);
+    expect(() => cache.updateSnapshot('g', '3', { set: [res(TypeUrl.Cluster, 'd', 'b'), res(TypeUrl.Cluster, 'd', 'c')] })).toThrow(/duplicate/);
+    expect(() => cache.updateSnapshot('g', '3', { set: [{ typeUrl: 'nope', name: 'x', bytes: new Uint8Array() }] })).toThrow(/typeUrl "nope"/);
+    expect(cache.snapshot('g')!.version).toBe('2');
+    expect(cache.stats().resources).toBe(1);
+    // An update that changes nothing keeps every type snapshot (nothing to send).
+    const t = cache.snapshot('g')!.type(TypeUrl.Cluster);
+    cache.updateSnapshot('g', '3', { set: [res(TypeUrl.Cluster, 'c', 'a')], remove: [{ typeUrl: TypeUrl.Listener, name: 'absent' }] });
+    expect(cache.snapshot('g')!.type(TypeUrl.Cluster)).toBe(t);
+    expect(cache.stats().resources).toBe(1);
+  });
+
   it('forgets resources no snapshot holds any more', () => {
     const cache = new SnapshotCache();
     cache.setSnapshot('a', '1', [res(TypeUrl.Cluster, 'c', 'v1')]);
