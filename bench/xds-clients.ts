@@ -1,7 +1,7 @@
 // Simulated ADS clients for bench/xds.ts, in their own process (forked with an IPC channel).
-// Each client has its own HTTP/2 connection and one ADS stream (SotW or Delta), subscribes to
-// CDS (wildcard) and to the CLAs of every cluster, and ACKs each response as soon as it arrives,
-// as Envoy does. Responses are parsed only as far as an ACK needs (version, nonce, type), so the
+// Each client has its own HTTP/2 connection, a distinct node id (optionally a zone label in its
+// node metadata) and one ADS stream (SotW or Delta), subscribes to CDS (wildcard) and to the CLAs
+// of every cluster, and ACKs each response as soon as it arrives, as Envoy does. Responses are parsed only as far as an ACK needs (version, nonce, type), so the
 // client side stays cheap and the measurement is about the server.
 import * as grpc from '@grpc/grpc-js';
 import { concatFields, lenField, stringField } from '../src/xds/wire.js';
@@ -13,6 +13,8 @@ export interface StartCommand {
   clients: number;
   clusters: number;
   protocol: 'sotw' | 'delta';
+  /** Client i carries node metadata zone "z<i % zones>" (none when 0), for node selectors to match. */
+  zones?: number;
 }
 export type ParentMessage = StartCommand | { cmd: 'cpu' } | { cmd: 'stop' };
 export type ChildMessage =
@@ -25,8 +27,12 @@ const send = (m: ChildMessage): void => void process.send?.(m);
 
 // DiscoveryRequest: version_info 1, node 2, resource_names 3, type_url 4, response_nonce 5.
 // DeltaDiscoveryRequest: node 1, type_url 2, resource_names_subscribe 3, response_nonce 6.
-function nodeField(field: number, id: string): Buffer {
-  return lenField(field, concatFields([stringField(1, id), stringField(2, 'bench')]));
+// Node: id 1, cluster 2, metadata 3 (Struct: fields 1, a map entry of key 1 and Value 2, whose
+// string_value is 3).
+function nodeField(field: number, id: string, zone: string | null): Buffer {
+  const parts = [stringField(1, id), stringField(2, 'bench')];
+  if (zone !== null) parts.push(lenField(3, lenField(1, concatFields([stringField(1, 'zone'), lenField(2, stringField(3, zone))]))));
+  return lenField(field, concatFields(parts));
 }
 
 interface Parsed {
@@ -88,8 +94,9 @@ async function start(c: StartCommand): Promise<grpc.Client[]> {
     call.on('error', (err: Error) => {
       if (!/Cancelled|CANCELLED/.test(err.message)) send({ event: 'error', message: `client ${i}: ${err.message}` });
     });
+    const zone = c.zones ? `z${i % c.zones}` : null;
     if (c.protocol === 'sotw') {
-      call.write(concatFields([nodeField(2, `bench-${i}`), cdsType, wildcard]));
+      call.write(concatFields([nodeField(2, `bench-${i}`, zone), cdsType, wildcard]));
       call.write(concatFields([edsType, namesField]));
       call.on('data', (buf: Buffer) => {
         const r = parseResponse(buf);
@@ -97,7 +104,7 @@ async function start(c: StartCommand): Promise<grpc.Client[]> {
         call.write(concatFields([stringField(1, r.version), names, stringField(4, r.typeUrl), stringField(5, r.nonce)]));
       });
     } else {
-      call.write(concatFields([nodeField(1, `bench-${i}`), cdsType, wildcard]));
+      call.write(concatFields([nodeField(1, `bench-${i}`, zone), cdsType, wildcard]));
       call.write(concatFields([edsType, namesField]));
       call.on('data', (buf: Buffer) => {
         const r = parseResponse(buf);

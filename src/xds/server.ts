@@ -137,6 +137,11 @@ export class XdsServer {
     return this.closing;
   }
 
+  /** The cache the server reads snapshots from. */
+  get cache(): SnapshotCache {
+    return this.opts.cache;
+  }
+
   /** One entry per open stream. */
   status(): ClientStatus[] {
     return [...this.streams].map((s) => s.status());
