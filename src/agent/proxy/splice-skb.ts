@@ -1,0 +1,382 @@
+// Splices two connected TCP sockets through the SKB splice datapath: user space copies the first
+// bytes, hands the connection to the kernel as soon as it holds nothing in flight (the pairing
+// contract of docs/bpf.md), copies on where that moment does not come, keeps FIN ordered behind
+// redirected bytes on half-close, and turns an RST on one side into an RST on the other. The
+// embedded proxy puts accept, SNI and load balancing in front of it.
+//
+// Caller contract: both sockets are connected and were created with allowHalfOpen; every byte
+// already read from either socket has been forwarded (pass it as `initial`) or deliberately
+// consumed; unread bytes stay in the socket (socket.unshift).
+//
+// The handover, and the kernel behaviours behind its shape (Linux 6.x, measured; docs/bpf.md):
+//  1. Stop reading both sockets, and read each up to exactly its FIONREAD. The verdict takes
+//     whole skbs from the head of the receive queue; an skb user space had read only part of
+//     would be redirected whole, its first part sent twice. FIONREAD ends at an skb boundary.
+//  2. Wait until everything read is in the other socket's kernel send queue (Node's write
+//     queues flushed). Bytes that arrive meanwhile wait, untouched, in the receive queues.
+//  3. In one synchronous step, pair the sockets and put both into the SOCKHASH. The verdict then
+//     redirects the waiting skbs and all later ones, after our bytes: nothing is reordered.
+// Sockets enter the SOCKHASH only paired and ready, never earlier, because bytes a verdict
+// passes to user space wait in a psock queue that the kernel discards when the socket reaches
+// TCP_CLOSE or leaves the map, and that stalls behind bytes redirected into the same socket.
+import { closeSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { SkbMaps } from '../bpf/datapath-skb.js';
+import { PairState } from '../bpf/layout-skb.js';
+import { bytesWritten, dupFd, inq, recvNonBlocking, socketCookie, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
+
+/** kernel: handed over; fallback: maps were there but the connection was copied to its end;
+ * userspace: no maps, plain copy; broken: a redirect failed after the handover. */
+export type SpliceMode = 'userspace' | 'kernel' | 'fallback' | 'broken';
+
+/** Why a handover did not happen (when mode is fallback). */
+export type FallbackReason = 'half-closed' | 'not-established' | 'queued-in-user-space' | 'kernel-refused';
+
+export interface DirectionReport {
+  /** Bytes user space copied. */
+  userBytes: number;
+  /** Bytes the kernel redirected (counted when the direction ends). */
+  kernelBytes: bigint;
+}
+
+export interface SpliceReport {
+  mode: SpliceMode;
+  fallbackReason?: FallbackReason;
+  /** Milliseconds from the start of the splice to the handover. */
+  handoverMs?: number;
+  downstreamToUpstream: DirectionReport;
+  upstreamToDownstream: DirectionReport;
+  /** fin: both directions ended in order; reset: an RST ended it; error: a local failure. */
+  end: 'fin' | 'reset' | 'error';
+  error?: string;
+}
+
+export interface SkbSpliceOptions {
+  /** The pinned SKB maps; without them the sockets are piped in user space. */
+  maps?: SkbMaps;
+  /**
+   * How long the handover may keep both sockets unread while our bytes drain into the peers'
+   * send queues (default 2 s). After that the connection is copied in user space to its end.
+   * 0 gives up at the first look when user space holds bytes in flight (tests use it).
+   */
+  handoverTimeoutMs?: number;
+  /** How long ending a direction may wait for the kernel's bytes (default 30 s). */
+  drainTimeoutMs?: number;
+  /** Bytes already read from the downstream socket, to send upstream first. */
+  initial?: Buffer;
+  logger?: Logger;
+}
+
+interface End {
+  sock: Socket;
+  cookie: bigint | undefined;
+  /** Our own fd for the socket: it outlives Node's handle until we are done with the socket. */
+  fd: number | undefined;
+}
+
+class Direction {
+  queued = 0;
+  flushed = 0;
+  userBytes = 0;
+  kernelBytes = 0n;
+  /** Bytes we read with recv() on our own fd (the read up to the skb boundary). */
+  rawRead = 0;
+  srcEnded = false;
+  /** dst's Node write queue is over its high-water mark: src waits. */
+  blocked = false;
+  /** dst has been half-closed (or given up on). */
+  done = false;
+
+  constructor(
+    readonly name: 'downstreamToUpstream' | 'upstreamToDownstream',
+    readonly src: End,
+    readonly dst: End,
+  ) {}
+
+  /** Bytes of src's stream that reached user space. */
+  consumed(): number {
+    return this.src.sock.bytesRead + this.rawRead;
+  }
+
+  report(): DirectionReport {
+    return { userBytes: this.userBytes, kernelBytes: this.kernelBytes };
+  }
+}
+
+/** Node's stream handle: readStop/readStart are what net.Socket itself uses for flow control. */
+interface StreamHandle {
+  reading?: boolean;
+  readStop?: () => number;
+  readStart?: () => number;
+}
+
+const TCP_ESTABLISHED = 1;
+
+export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceOptions = {}): Promise<SpliceReport> {
+  const maps = opts.maps;
+  const handoverTimeoutMs = opts.handoverTimeoutMs ?? 2_000;
+  const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000;
+  const log = opts.logger;
+  const started = Date.now();
+
+  const ends: End[] = [downstream, upstream].map((sock) => ({ sock, cookie: undefined, fd: undefined }));
+  let mode: SpliceMode = 'userspace';
+  if (maps) {
+    try {
+      for (const e of ends) {
+        e.cookie = socketCookie(socketFd(e.sock));
+        e.fd = dupFd(socketFd(e.sock));
+      }
+      mode = 'fallback'; // until handed over
+    } catch (err) {
+      log?.warn({ err }, 'cannot inspect the sockets; splicing in user space');
+      for (const e of ends) if (e.fd !== undefined) closeSync(e.fd);
+      for (const e of ends) e.fd = undefined;
+    }
+  }
+  const [down, up] = ends as [End, End];
+  const dirs = [new Direction('downstreamToUpstream', down, up), new Direction('upstreamToDownstream', up, down)] as const;
+  const from = (e: End) => (e === down ? dirs[0] : dirs[1]);
+
+  const rawBuf = Buffer.alloc(256 * 1024);
+  /** copy: user space copies; draining: step 2 of the handover; final: no handover any more. */
+  let phase: 'copy' | 'draining' | 'final' = maps && mode === 'fallback' ? 'copy' : 'final';
+  let drainingSince = 0;
+  let fallbackReason: FallbackReason | undefined;
+  let handoverMs: number | undefined;
+  let end: SpliceReport['end'] = 'fin';
+  let error: string | undefined;
+  let finished = false;
+  const closed = new Set<Socket>();
+
+  return new Promise<SpliceReport>((resolve) => {
+    const releaseFds = () => {
+      for (const e of ends) {
+        if (e.fd !== undefined) closeSync(e.fd);
+        e.fd = undefined;
+      }
+    };
+
+    const finish = () => {
+      if (finished || closed.size < 2 || !dirs.every((d) => d.done)) return;
+      finished = true;
+      releaseFds();
+      if (maps && mode !== 'userspace') {
+        for (const e of ends) {
+          try {
+            maps.forget(e.cookie!);
+          } catch (err) {
+            log?.warn({ err }, 'could not remove the SKB splice entries of a closed socket');
+          }
+        }
+      }
+      resolve({
+        mode,
+        ...(fallbackReason && mode === 'fallback' ? { fallbackReason } : {}),
+        ...(handoverMs !== undefined ? { handoverMs } : {}),
+        downstreamToUpstream: dirs[0].report(),
+        upstreamToDownstream: dirs[1].report(),
+        end,
+        ...(error ? { error } : {}),
+      });
+    };
+
+    const resetBoth = (why: 'reset' | 'error', detail?: string) => {
+      if (end === 'fin') end = why;
+      if (detail && !error) error = detail;
+      if (detail) log?.warn({ detail }, 'splice reset');
+      for (const d of dirs) d.done = true;
+      releaseFds(); // our fds would keep the sockets open and swallow the RST
+      for (const e of ends) if (!e.sock.destroyed) e.sock.resetAndDestroy();
+      finish();
+    };
+
+    const forward = (d: Direction, chunk: Buffer): boolean => {
+      const len = chunk.length;
+      d.userBytes += len;
+      d.queued += len;
+      return d.dst.sock.write(chunk, (err) => {
+        if (err) return;
+        d.flushed += len;
+        maybeHandover();
+      });
+    };
+
+    // Node reads a socket while it flows; during the handover's draining neither socket may be
+    // read, not even into Node's buffer (pause() alone lets Node read up to its high-water mark),
+    // so the handle's reading is stopped the way net.Socket does it itself, and restarted after.
+    const stopped = new Set<StreamHandle>();
+    const flow = () => {
+      for (const d of dirs) {
+        if (d.srcEnded || d.src.sock.destroyed) continue;
+        const h = (d.src.sock as unknown as { _handle?: StreamHandle | null })._handle;
+        if (phase === 'draining' || d.blocked) {
+          d.src.sock.pause();
+          if (phase === 'draining' && h?.reading && h.readStop && h.readStart) {
+            h.reading = false;
+            h.readStop();
+            stopped.add(h);
+          }
+        } else {
+          if (h && stopped.delete(h) && !h.reading) {
+            // the stream still waits for the read we interrupted: restart it under it
+            h.reading = true;
+            h.readStart!();
+          }
+          d.src.sock.resume();
+        }
+      }
+    };
+
+    const giveUp = (why: FallbackReason) => {
+      if (phase === 'final') return;
+      fallbackReason = why;
+      phase = 'final';
+      flow(); // copy at full speed from now on
+    };
+
+    // Step 1: stop reading; hand Node's buffered bytes on; read each socket up to its FIONREAD.
+    const startDraining = () => {
+      phase = 'draining';
+      drainingSince = Date.now();
+      flow();
+      for (const d of dirs) {
+        // read() hands Node's buffered bytes to the 'data' handler (which forwards them), and
+        // may restart Node's reading: stop it again afterwards.
+        while (d.src.sock.readableLength > 0 && d.src.sock.read() !== null);
+      }
+      flow();
+      for (const d of dirs) {
+        let left = inq(d.src.fd!);
+        while (left > 0) {
+          const n = recvNonBlocking(d.src.fd!, left >= rawBuf.length ? rawBuf : rawBuf.subarray(0, left));
+          if (!n) break;
+          d.rawRead += n;
+          left -= n;
+          forward(d, Buffer.from(rawBuf.subarray(0, n)));
+        }
+      }
+    };
+
+    // Steps 2 and 3. Called at start, and after every flush while draining.
+    const maybeHandover = () => {
+      if (phase === 'final' || finished || !maps) return;
+      if (ends.some((e) => e.sock.destroyed || e.fd === undefined)) return;
+      // The kernel takes only ESTABLISHED sockets into a SOCKHASH: once either side has
+      // half-closed, the connection is copied to its end.
+      if (dirs.some((d) => d.srcEnded || d.done)) return giveUp('half-closed');
+      try {
+        if (phase === 'copy') startDraining();
+        if (dirs.some((d) => d.flushed !== d.queued || d.src.sock.readableLength > 0)) {
+          if (Date.now() - drainingSince >= handoverTimeoutMs) giveUp('queued-in-user-space');
+          else if (handoverTimeoutMs > 0) drainTimer ??= setTimeout(onDrainTimeout, handoverTimeoutMs);
+          return; // each flush calls us again
+        }
+        if (ends.some((e) => tcpInfo(e.fd!).state !== TCP_ESTABLISHED)) return giveUp('not-established');
+      } catch (err) {
+        return resetBoth('error', `handover: ${(err as Error).message}`);
+      }
+      let result: 'done' | 'refused';
+      try {
+        result = maps.handover({ cookie: down.cookie!, fd: down.fd! }, { cookie: up.cookie!, fd: up.fd! });
+      } catch (err) {
+        // One socket may already redirect into the other: copying on could reorder bytes.
+        return resetBoth('error', `handover failed half-way: ${(err as Error).message}`);
+      }
+      if (drainTimer) clearTimeout(drainTimer);
+      if (result === 'refused') return giveUp('kernel-refused');
+      mode = 'kernel';
+      handoverMs = Date.now() - started;
+      phase = 'final';
+      flow(); // Node keeps reading: from now on it can only see the end of each stream
+    };
+
+    let drainTimer: NodeJS.Timeout | undefined;
+    const onDrainTimeout = () => {
+      drainTimer = undefined;
+      if (phase === 'draining' && !finished) giveUp('queued-in-user-space');
+    };
+
+    // After the handover no byte should reach user space: the verdict passes one only when a
+    // redirect failed (the peer left the SOCKHASH). Reset rather than risk reordering.
+    const onDataAfterHandover = (d: Direction) => {
+      const state = maps!.pair(d.src.cookie!)?.state;
+      mode = 'broken';
+      resetBoth('error', state === PairState.BROKEN ? `${d.name}: the redirect to the peer socket failed (peer gone)` : `${d.name}: bytes reached user space after the handover (pair state ${state ?? 'gone'})`);
+    };
+
+    // FIN must not overtake redirected bytes: the kernel queues them to dst asynchronously. The
+    // bytes src received that we did not consume were redirected; wait until dst's send queue
+    // has taken them all, and ours.
+    const waitDrained = (d: Direction): Promise<void> => {
+      if (mode !== 'kernel' || d.src.fd === undefined || d.dst.fd === undefined) return Promise.resolve();
+      const srcFd = d.src.fd;
+      const dstFd = d.dst.fd;
+      try {
+        // bytes_received counts the peer's FIN as one byte (it takes a sequence number).
+        const redirected = tcpInfo(srcFd).bytesReceived - 1n - BigInt(d.consumed());
+        d.kernelBytes = redirected > 0n ? redirected : 0n;
+      } catch (e) {
+        return Promise.reject(e as Error);
+      }
+      const target = BigInt(d.queued) + d.kernelBytes;
+      const t0 = Date.now();
+      return new Promise<void>((res, rej) => {
+        const check = () => {
+          let written: bigint;
+          try {
+            written = bytesWritten(tcpInfo(dstFd));
+          } catch (e) {
+            return rej(e as Error);
+          }
+          if (written >= target) return res();
+          if (Date.now() - t0 > drainTimeoutMs) return rej(new Error(`${d.name}: ${target - written} bytes did not reach the peer socket within ${drainTimeoutMs} ms`));
+          setTimeout(check, 1);
+        };
+        check();
+      });
+    };
+
+    for (const d of dirs) {
+      d.src.sock.on('data', (chunk: Buffer) => {
+        if (mode === 'kernel' || mode === 'broken') return onDataAfterHandover(d);
+        if (!forward(d, chunk) && !d.blocked) {
+          d.blocked = true;
+          flow();
+          d.dst.sock.once('drain', () => {
+            d.blocked = false;
+            flow();
+          });
+        }
+      });
+      d.src.sock.on('end', () => {
+        d.srcEnded = true;
+        if (phase === 'draining') giveUp('half-closed');
+        waitDrained(d)
+          .then(() => {
+            d.done = true;
+            if (!d.dst.sock.destroyed) d.dst.sock.end();
+            finish();
+          })
+          .catch((e: Error) => resetBoth('error', e.message));
+      });
+      d.src.sock.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ECONNRESET' || e.code === 'EPIPE') resetBoth('reset');
+        else resetBoth('error', `${d.name}: ${e.message}`);
+      });
+      d.src.sock.on('close', () => {
+        closed.add(d.src.sock);
+        if (drainTimer) clearTimeout(drainTimer);
+        // A socket closes normally once it has read its peer's FIN and we have shut its write
+        // side. Closed any other way (destroyed locally, reset): do not leave the other open.
+        if (!(d.srcEnded && from(d.dst).done) && !finished) resetBoth('reset');
+        finish();
+      });
+    }
+
+    if (opts.initial && opts.initial.length > 0) forward(dirs[0], opts.initial);
+    maybeHandover();
+    flow();
+  });
+}
