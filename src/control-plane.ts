@@ -282,11 +282,17 @@ export class SnapshotPublisher {
     }
     const inUse = this.streams.groupsInUse();
     let updated = 0;
-    for (const group of this.cache.groups()) {
+    // Groups in use without a snapshot exist only when no revision could be served before.
+    for (const group of new Set([...this.cache.groups(), ...inUse.keys()])) {
       const matched = this.selectorsOf.get(group);
       const current = this.cache.snapshot(group);
-      if (!inUse.has(group) || !matched || !current) {
+      if (!inUse.has(group) || !matched) {
         this.drop(group);
+        continue;
+      }
+      if (!current) {
+        this.cache.setSnapshot(group, version, this.listFor(group, matched));
+        updated++;
         continue;
       }
       if (current.version === version || changed.length === 0) continue; // set by groupFor just now, or nothing to do

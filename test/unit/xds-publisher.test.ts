@@ -106,6 +106,19 @@ describe('SnapshotPublisher', () => {
     expect(streams.moves).toBeGreaterThan(0); // the walk did move nodes between groups
   });
 
+  it('nodes that connected while no revision could be served get the first good one', () => {
+    const { cache, publisher, streams } = setup();
+    // A stored revision the current rules refuse (a cluster without its name).
+    publisher.publish(snapshot({ clusters: [{ endpoints: [] }] } as unknown as ConfigDocumentInput));
+    expect(publisher.servedRevision).toBe(-1);
+    streams.connect();
+    expect(cache.groups()).toEqual([]);
+    // No selectors, so nobody is regrouped: the publisher itself must notice the group in use.
+    const good: ConfigDocumentInput = { listeners: [{ name: 'l', address: '0.0.0.0', port: 1, mode: 'skb', cluster: 'c' }], clusters: [{ name: 'c', endpoints: [] }] };
+    publisher.publish(snapshot(good));
+    expectServed(cache, streams, good);
+  });
+
   it('a one-endpoint change hashes one resource, however many groups receive it', () => {
     const { cache, publisher, streams } = setup();
     const doc = (port: number): ConfigDocumentInput => ({
