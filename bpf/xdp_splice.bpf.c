@@ -8,7 +8,8 @@
  *          retransmits), pass pure ACKs (they let the send queues drain) and RST
  *   ACTIVE rewrite addresses, ports, seq/ack, every TS option and SACK edge, the window when
  *          the legs scale differently; incremental checksums only; MACs and egress from
- *          bpf_fib_lookup; redirect. FIN/RST bookkeeping removes the pair when it ends.
+ *          bpf_fib_lookup; redirect (an unresolved next hop goes to TC, which has the kernel
+ *          resolve it). FIN/RST bookkeeping removes the pair when it ends.
  * Everything else passes untouched. IPv4 only (IPv6 keys fit the map; the rewrite is not done). */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
@@ -111,17 +112,32 @@ static __always_inline void track_end(const struct exds_xdp_key *key, struct exd
 	}
 }
 
-static __always_inline int count_fib_failure(long rc, struct exds_xdp_conn *e, struct exds_xdp_stats *st)
+static __always_inline int count_fib_failure(long rc, struct exds_xdp_stats *st)
 {
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		EXDS_XDP_COUNT(st, drop_no_neigh);
-		if (!(e->events & EXDS_XDP_E_NO_NEIGH))
-			__sync_fetch_and_or(&e->events, EXDS_XDP_E_NO_NEIGH);
-	} else if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		EXDS_XDP_COUNT(st, drop_frag_needed);
-	} else {
+	else
 		EXDS_XDP_COUNT(st, drop_fib);
-	}
+	return XDP_DROP;
+}
+
+/* The neighbour path: the rewritten packet goes up to TC ingress (tc_splice.bpf.c), tagged with
+ * its egress interface, where bpf_redirect_neigh resolves the next hop. Called after every write
+ * to the packet: adjusting the metadata invalidates packet pointers. */
+static __always_inline int to_neigh_path(struct xdp_md *ctx, __u32 ifindex, struct exds_xdp_stats *st)
+{
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct exds_xdp_meta)))
+		goto drop;
+	void *data = (void *)(long)ctx->data;
+	struct exds_xdp_meta *m = (void *)(long)ctx->data_meta;
+	if ((void *)(m + 1) > data)
+		goto drop;
+	m->magic = EXDS_XDP_META_MAGIC;
+	m->ifindex = ifindex;
+	EXDS_XDP_COUNT(st, neigh_slowpath);
+	return XDP_PASS;
+drop:
+	EXDS_XDP_COUNT(st, drop_no_neigh);
 	return XDP_DROP;
 }
 
@@ -149,17 +165,21 @@ static __always_inline int splice(struct xdp_md *ctx, struct exds_pkt *p, const 
 	fib.ipv4_dst = ndaddr;
 	fib.ifindex = ctx->ingress_ifindex;
 	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return count_fib_failure(rc, e, st);
+	int no_neigh = rc == BPF_FIB_LKUP_RET_NO_NEIGH;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && !no_neigh)
+		return count_fib_failure(rc, st);
 
 	/* Through the devmap even when the egress is the ingress (one-armed): on veth, XDP_TX
 	 * wakes the peer only if the peer runs an XDP program itself, while a devmap redirect
-	 * always flushes; on NICs both bulk-transmit. The map also limits where packets may go. */
+	 * always flushes; on NICs both bulk-transmit. The map also limits where packets may go
+	 * (the fib lookup fills in the egress even when the neighbour is missing). */
 	int action = bpf_redirect_map(&xdp_tx_ports, fib.ifindex, XDP_DROP);
 	if (action != XDP_REDIRECT) {
 		EXDS_XDP_COUNT(st, drop_egress);
 		return XDP_DROP;
 	}
+	if (no_neigh && !(e->events & EXDS_XDP_E_NO_NEIGH))
+		__sync_fetch_and_or(&e->events, EXDS_XDP_E_NO_NEIGH);
 
 	/* IP: addresses. The TCP pseudo-header carries the same change. */
 	__u32 l3 = exds_csum_diff32(0, ip->saddr, nsaddr);
@@ -201,8 +221,10 @@ static __always_inline int splice(struct xdp_md *ctx, struct exds_pkt *p, const 
 	exds_csum_apply(&tcp->check, l4);
 
 	/* L2 from the neighbour table. */
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (!no_neigh) {
+		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	}
 
 	__u64 len = (__u64)ip_len + p->l3_off;
 	e->packets++;
@@ -214,6 +236,8 @@ static __always_inline int splice(struct xdp_md *ctx, struct exds_pkt *p, const 
 	touch(e);
 	if (flags & (TCPF_FIN | TCPF_RST) || (e->events & EXDS_XDP_E_PEER_FIN))
 		track_end(key, e, flags, raw_ack, seq_out, payload, st);
+	if (no_neigh)
+		return to_neigh_path(ctx, fib.ifindex, st);
 	return action;
 }
 

@@ -33,7 +33,7 @@ enum exds_xdp_state {
 #define EXDS_XDP_E_FIN_ACKED      0x4   /* ... and the peer acknowledged it */
 #define EXDS_XDP_E_PEER_FIN       0x8   /* the peer sent FIN: fin_ack is armed */
 #define EXDS_XDP_E_PEER_FIN_ACKED 0x10  /* the source acknowledged the peer's FIN */
-#define EXDS_XDP_E_NO_NEIGH       0x20  /* a packet was dropped: next hop not resolved */
+#define EXDS_XDP_E_NO_NEIGH       0x20  /* a packet met an unresolved next hop (neighbour path) */
 
 /* xdp_conns value. */
 struct exds_xdp_conn {
@@ -75,7 +75,9 @@ struct exds_xdp_stats {
 	__u64 closed_rst;       /* pairs removed by an RST */
 	__u64 closed_syn;       /* pairs removed because a SYN reused the tuple (stale pair) */
 	__u64 drop_fib;         /* no route for the rewritten packet (or forwarding disabled) */
-	__u64 drop_no_neigh;    /* next hop has no resolved neighbour entry */
+	__u64 drop_no_neigh;    /* next hop unresolved and the packet could not take the TC path */
+	__u64 neigh_slowpath;   /* next hop unresolved: rewritten, passed to TC for bpf_redirect_neigh */
+	__u64 neigh_redirected; /* TC ingress: handed to bpf_redirect_neigh */
 	__u64 drop_frag_needed; /* rewritten packet larger than the egress MTU */
 	__u64 drop_egress;      /* egress interface not in xdp_tx_ports */
 	__u64 pass_fragment;    /* IP fragment of a tracked tuple: passed untouched */
@@ -83,6 +85,13 @@ struct exds_xdp_stats {
 	__u64 pass_unparsed;    /* not parseable as IP/TCP at all: passed untouched */
 	__u64 ts_missing;       /* spliced without a TS option although the pair uses timestamps */
 	__u64 guard_dropped;    /* TC egress: local segments of an ACTIVE tuple dropped */
+};
+
+/* XDP metadata in front of a spliced packet that XDP passes to the TC neighbour path. */
+#define EXDS_XDP_META_MAGIC 0x58445350 /* "XDSP" */
+struct exds_xdp_meta {
+	__u32 magic;
+	__u32 ifindex;   /* egress interface from bpf_fib_lookup */
 };
 
 /* fwd_stats of the minimal XDP forwarder (bpf/xdp_fwd.bpf.c, the benchmarks' XDP limit). */

@@ -8,6 +8,10 @@
 #include "exds_parsing.h"
 #include "exds_xdp_maps.h"
 
+#ifndef TC_ACT_REDIRECT
+#define TC_ACT_REDIRECT 7
+#endif
+
 #define EXDS_MAX_XDP_CONNS   131072  /* two entries per spliced connection */
 #define EXDS_MAX_XDP_PORTS   64      /* interfaces XDP splice may redirect to */
 

@@ -60,6 +60,11 @@ async function exchange(rig: Rig, o: { client: ConnOptions; server: ConnOptions;
   return { c: c!, s: s!, conn: conns[before]! };
 }
 
+function progIdsOf(dp: XdpDatapath): number[] {
+  const progs = [dp.objects.xdp.program('exds_xdp_splice'), dp.objects.tc.program('exds_tc_splice_guard'), dp.objects.tc.program('exds_tc_splice_neigh')];
+  return progs.map((p) => Number(bpfFdInfo(p.fd)['prog_id']));
+}
+
 function expectIntact(c: ConnResult, s: ConnResult, up: number, down: number): void {
   expect([c.sent, s.recv, s.sent, c.recv]).toEqual([up, up, down, down]);
   expect(s.recvSha).toBe(c.sentSha);
@@ -103,7 +108,7 @@ async function rigUp(kind: 'routed' | 'one-armed', tc: 'auto' | 'netlink'): Prom
     if (kind === 'one-armed') await topo.host('r').exec('ethtool', ['-K', topo.iface('r', 'mb').name, 'gro', 'on']);
     const pins = new PinLayout(root);
     const dp = XdpDatapath.attach({ pins, interfaces: mbIfs, netns: mb.nsPath, tc });
-    const progIds = [dp.objects.xdp.program('exds_xdp_splice').fd, dp.objects.guard.program('exds_tc_splice_guard').fd].map((fd) => Number(bpfFdInfo(fd)['prog_id']));
+    const progIds = progIdsOf(dp);
     const proxyAddr = kind === 'routed' ? topo.iface('mb', 'client').ipv4 : topo.iface('mb', 'r').ipv4;
     const serverAddr = kind === 'routed' ? topo.iface('server', 'mb').ipv4 : topo.iface('server', 'r').ipv4;
     const proxy = await startXdpProxy(mb, { upstream: `${serverAddr}:${SERVER_PORT}`, maps: XdpDatapath.dirOf(pins) });
@@ -210,12 +215,23 @@ for (const kind of ['routed', 'one-armed'] as const) {
       return;
     }
 
-    it('resumes a long-lived connection after an idle period', async () => {
+    it('resumes a long-lived connection after an idle period, even when the neighbour entries expired meanwhile', async () => {
       const r = rig!;
-      const { c, s, conn } = await exchange(r, { client: { send: 4 * MB, pauseMs: 4000 }, server: { send: 4 * MB, pauseMs: 4000 } });
+      const st0 = r.dp.counters();
+      const running = exchange(r, { client: { send: 4 * MB, pauseMs: 4000 }, server: { send: 4 * MB, pauseMs: 4000 } });
+      await new Promise((res) => setTimeout(res, 1500)); // spliced, both sides idle
+      expect(r.dp.maps.count()).toBe(2);
+      // What the kernel does to idle neighbours: XDP then finds no MACs for either peer.
+      await r.mb.exec('ip', ['neigh', 'flush', 'all']);
+      const { c, s, conn } = await running;
       expectIntact(c, s, 4 * MB, 4 * MB);
       expect(conn).toMatchObject({ mode: 'xdp', end: 'closed' });
       expect(c.ms).toBeGreaterThan(4000);
+      const st = r.dp.counters();
+      // The first packets after the idle period took the TC neighbour path, which resolved them.
+      expect(st.neigh_slowpath - st0.neigh_slowpath).toBeGreaterThan(0n);
+      expect(st.neigh_redirected - st0.neigh_redirected).toBe(st.neigh_slowpath - st0.neigh_slowpath);
+      expect(st.drop_no_neigh - st0.drop_no_neigh).toBe(0n);
       expect(r.dp.maps.count()).toBe(0);
     }, 60_000);
 
@@ -291,7 +307,7 @@ for (const kind of ['routed', 'one-armed'] as const) {
       expectIntact(c!, s!, 30 * MB, 30 * MB);
       const conn = (await r.proxy.waitConns(r.proxy.conns.length))[r.proxy.conns.length - 1]!;
       expect(conn).toMatchObject({ mode: 'xdp', end: 'closed' });
-      r.progIds = [r.dp.objects.xdp.program('exds_xdp_splice').fd, r.dp.objects.guard.program('exds_tc_splice_guard').fd].map((fd) => Number(bpfFdInfo(fd)['prog_id']));
+      r.progIds = progIdsOf(r.dp);
     }, 60_000);
 
     it('rescales windows when the legs negotiated different window scales, or stays in user space by policy', async () => {

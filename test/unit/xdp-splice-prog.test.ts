@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { XdpMaps, type XdpConnValue, type XdpKeyValue } from '../../src/agent/bpf/datapath-xdp.js';
 import { ipToBytes } from '../../src/agent/bpf/ip-bytes.js';
-import { FwdStats, XdpConn, XdpEvent, XdpFlag, XdpKey, XdpState, XdpStats } from '../../src/agent/bpf/layout-xdp.js';
+import { FwdStats, XDP_META_MAGIC, XdpConn, XdpEvent, XdpFlag, XdpKey, XdpMeta, XdpState, XdpStats } from '../../src/agent/bpf/layout-xdp.js';
 import { PerCpuMap } from '../../src/agent/bpf/map.js';
 import { withNetns } from '../../src/agent/bpf/netns.js';
 import { BpfObject, type BpfProgram } from '../../src/agent/bpf/object.js';
@@ -138,7 +138,7 @@ describe('XDP splice program (BPF_PROG_TEST_RUN)', () => {
     mkdirSync(dir, { recursive: true });
     new PinLayout(root); // checks that the root is on bpffs
     xdpObj = BpfObject.load(bpfObjectPath('xdp_splice'), { pinDir: dir });
-    guardObj = BpfObject.load(bpfObjectPath('tc_splice_guard'), { pinDir: dir });
+    guardObj = BpfObject.load(bpfObjectPath('tc_splice'), { pinDir: dir });
     fwdObj = BpfObject.load(bpfObjectPath('xdp_fwd'));
     maps = XdpMaps.fromObject(xdpObj);
     prog = xdpObj.program('exds_xdp_splice');
@@ -397,15 +397,12 @@ describe('XDP splice program (BPF_PROG_TEST_RUN)', () => {
     expect([st.closed_rst, st.closed_syn]).toEqual([1n, 1n]);
   });
 
-  it('drops, untouched and counted, what it cannot route: no route, no neighbour, egress not allowed', () => {
+  it('drops, untouched and counted, what it cannot route: no route, egress not allowed', () => {
     const frame = buildFrame(fromClient());
     pair({ new_daddr: ipToBytes('198.51.100.1') }); // no route in the namespace
-    expect(run(prog, frame).retval).toBe(XDP_DROP);
-    pair({ new_daddr: ipToBytes(sIf.ipv4.replace(/\d+$/, '77')) }); // on-link, never resolved
     const r = run(prog, frame);
     expect(r.retval).toBe(XDP_DROP);
     expect(r.dataOut).toEqual(frame);
-    expect(maps.get(c2sKey)!.events & XdpEvent.NO_NEIGH).toBeTruthy();
     pair();
     const k = U32.encode({ v: toS.ifindex });
     withNetns(ns, () => xdpObj.map('xdp_tx_ports').delete(k));
@@ -415,7 +412,23 @@ describe('XDP splice program (BPF_PROG_TEST_RUN)', () => {
       withNetns(ns, () => xdpObj.map('xdp_tx_ports').update(k, k));
     }
     const st = stats();
-    expect([st.drop_fib, st.drop_no_neigh, st.drop_egress, st.spliced_packets]).toEqual([1n, 1n, 1n, 0n]);
+    expect([st.drop_fib, st.drop_egress, st.spliced_packets]).toEqual([1n, 1n, 0n]);
+  });
+
+  it('hands a packet whose next hop is unresolved to the TC neighbour path, rewritten and tagged', () => {
+    const unresolved = sIf.ipv4.replace(/\d+$/, '77'); // on-link, never resolved
+    pair({ new_daddr: ipToBytes(unresolved) });
+    const frame = buildFrame(fromClient());
+    const r = run(prog, frame);
+    expect(r.retval).toBe(XDP_PASS);
+    // data_out starts at the XDP metadata: magic and egress ifindex, then the frame.
+    expect(XdpMeta.decode(r.dataOut)).toEqual({ magic: XDP_META_MAGIC, ifindex: toS.ifindex });
+    const f = decodeFrame(r.dataOut.subarray(XdpMeta.size));
+    expect([f.daddr, f.seq, f.ipChecksumOk, f.tcpChecksumOk]).toEqual([unresolved, add32(1000, SEQ_C2S), true, true]);
+    expect([f.srcMac, f.dstMac]).toEqual(['02:00:00:00:00:01', '02:00:00:00:00:02']); // left for the kernel to fill in
+    expect(maps.get(c2sKey)!.events & XdpEvent.NO_NEIGH).toBeTruthy();
+    const st = stats();
+    expect([st.neigh_slowpath, st.spliced_packets, st.drop_no_neigh]).toEqual([1n, 1n, 0n]);
   });
 
   it('counts a spliced segment without a timestamp when the pair uses timestamps', () => {

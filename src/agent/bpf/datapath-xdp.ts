@@ -1,7 +1,7 @@
-// The XDP splice datapath (bpf/xdp_splice.bpf.c + bpf/tc_splice_guard.bpf.c): loading with the
-// maps pinned under <root>/xdp/, attaching XDP and the TC egress guard to each interface
-// (links pinned under <root>/xdp/<ifname>/), the egress devmap, counters, the idle sweeper, and
-// detaching. XdpMaps is the pairing side: any process (the agent's proxy, a test fixture, a
+// The XDP splice datapath (bpf/xdp_splice.bpf.c + bpf/tc_splice.bpf.c): loading with the maps
+// pinned under <root>/xdp/, attaching to each interface XDP, the TC egress guard and the TC
+// ingress neighbour path (links pinned under <root>/xdp/<ifname>/), the egress devmap,
+// counters, the idle sweeper, and detaching. XdpMaps is the pairing side: any process (the agent's proxy, a test fixture, a
 // patched Envoy) opens the pinned maps and follows the contract in docs/xdp-splice.md.
 //
 // One map set serves every interface: in a routed middlebox the two directions of a spliced
@@ -22,8 +22,10 @@ import { attachTcxPinned, type TcxLink } from './tcx.js';
 export const XDP_MAPS = ['xdp_conns', 'xdp_stats'] as const;
 type XdpMapName = (typeof XDP_MAPS)[number];
 const LINK_XDP = 'link_xdp';
-const LINK_TC = 'link_tc_egress';
-/** Our netlink tc filter (fallback before Linux 6.6): handle and priority on clsact egress. */
+const LINK_TC = { egress: 'link_tc_egress', ingress: 'link_tc_ingress' } as const;
+const TC_PROGRAM = { egress: 'exds_tc_splice_guard', ingress: 'exds_tc_splice_neigh' } as const;
+const TC_POINTS = ['egress', 'ingress'] as const;
+/** Our netlink tc filters (fallback before Linux 6.6): handle and priority on clsact. */
 const TC_HANDLE = 0x5844;
 const TC_PRIORITY = 0x5844;
 
@@ -127,16 +129,17 @@ export interface XdpDatapathOptions {
   netns?: string;
   /** Capacity of xdp_conns (two entries per spliced connection); applied when first created. */
   maxConns?: number;
-  /** TC egress attachment: TCX link when the kernel has it (default), or the netlink tc API. */
+  /** TC attachments: TCX links when the kernel has them (default), or the netlink tc API. */
   tc?: 'auto' | 'netlink';
-  objectPaths?: { xdp?: string; guard?: string };
+  objectPaths?: { xdp?: string; tc?: string };
 }
 
 interface IfaceAttachment {
   name: string;
   ifindex: number;
   xdp: AttachedLink;
-  tcx?: TcxLink;
+  /** The egress guard and the ingress neighbour path, as TCX links. */
+  tcx: TcxLink[];
   /** netlink tc fallback: whether we created the clsact qdisc (then we remove it). */
   netlink?: { createdHook: boolean };
 }
@@ -150,7 +153,7 @@ export class XdpDatapath {
   private sweeper: NodeJS.Timeout | undefined;
 
   private constructor(
-    readonly objects: { xdp: BpfObject; guard: BpfObject },
+    readonly objects: { xdp: BpfObject; tc: BpfObject },
     readonly maps: XdpMaps,
     readonly ifaces: IfaceAttachment[],
     readonly dir: string,
@@ -166,10 +169,10 @@ export class XdpDatapath {
     const dir = XdpDatapath.dirOf(opts.pins);
     const maxEntries = opts.maxConns ? { xdp_conns: opts.maxConns } : undefined;
     const xdp = BpfObject.load(opts.objectPaths?.xdp ?? bpfObjectPath('xdp_splice'), { pinDir: dir, ...(maxEntries ? { maxEntries } : {}) });
-    let guard: BpfObject | undefined;
+    let tc: BpfObject | undefined;
     const done: IfaceAttachment[] = [];
     try {
-      guard = BpfObject.load(opts.objectPaths?.guard ?? bpfObjectPath('tc_splice_guard'), { pinDir: dir, ...(maxEntries ? { maxEntries } : {}) });
+      tc = BpfObject.load(opts.objectPaths?.tc ?? bpfObjectPath('tc_splice'), { pinDir: dir, ...(maxEntries ? { maxEntries } : {}) });
       const maps = XdpMaps.fromObject(xdp);
       withNetns(opts.netns, () => {
         for (const name of opts.interfaces) {
@@ -179,25 +182,30 @@ export class XdpDatapath {
           mkdirSync(ifDir, { recursive: true });
           const key = U32.encode({ v: ifindex });
           xdp.map('xdp_tx_ports').update(key, key);
-          // The guard first: the stack must never answer for a tuple XDP already splices.
-          let tcx: TcxLink | undefined;
+          // TC first: the stack must never answer for a tuple XDP already splices, and the
+          // neighbour path must be there before XDP hands it packets.
+          const tcx: TcxLink[] = [];
           let netlink: IfaceAttachment['netlink'];
-          if (opts.tc !== 'netlink') tcx = attachTcxPinned(guard!.program('exds_tc_splice_guard'), ifindex, 'egress', join(ifDir, LINK_TC));
-          if (!tcx) {
-            const r = tcAttach(guard!.program('exds_tc_splice_guard'), { ifindex, point: 'egress', handle: TC_HANDLE, priority: TC_PRIORITY });
-            netlink = { createdHook: r.createdHook };
+          for (const point of TC_POINTS) {
+            const prog = tc!.program(TC_PROGRAM[point]);
+            const link = opts.tc !== 'netlink' ? attachTcxPinned(prog, ifindex, point, join(ifDir, LINK_TC[point])) : undefined;
+            if (link) tcx.push(link);
+            else {
+              const r = tcAttach(prog, { ifindex, point, handle: TC_HANDLE, priority: TC_PRIORITY });
+              netlink = { createdHook: (netlink?.createdHook ?? false) || r.createdHook };
+            }
           }
           const link = attachPinned(xdp.program('exds_xdp_splice'), { kind: 'xdp', ifindex, ifname: name }, join(ifDir, LINK_XDP));
-          done.push({ name, ifindex, xdp: link, ...(tcx ? { tcx } : {}), ...(netlink ? { netlink } : {}) });
+          done.push({ name, ifindex, xdp: link, tcx, ...(netlink ? { netlink } : {}) });
         }
       });
-      return new XdpDatapath({ xdp, guard }, maps, done, dir, opts.netns);
+      return new XdpDatapath({ xdp, tc }, maps, done, dir, opts.netns);
     } catch (e) {
       for (const a of done) {
         a.xdp.release();
-        a.tcx?.release();
+        for (const l of a.tcx) l.release();
       }
-      guard?.close();
+      tc?.close();
       xdp.close();
       throw e;
     }
@@ -235,9 +243,9 @@ export class XdpDatapath {
     this.stopSweeper();
     for (const a of this.ifaces) {
       a.xdp.release();
-      a.tcx?.release();
+      for (const l of a.tcx) l.release();
     }
-    this.objects.guard.close();
+    this.objects.tc.close();
     this.objects.xdp.close();
   }
 
@@ -247,14 +255,14 @@ export class XdpDatapath {
     withNetns(this.netns, () => {
       for (const a of this.ifaces) {
         a.xdp.detach();
-        if (a.tcx) a.tcx.detach();
+        for (const l of a.tcx) l.detach();
         if (a.netlink) {
-          tcDetach({ ifindex: a.ifindex, point: 'egress', handle: TC_HANDLE, priority: TC_PRIORITY });
+          for (const point of TC_POINTS) tcDetach({ ifindex: a.ifindex, point, handle: TC_HANDLE, priority: TC_PRIORITY });
           if (a.netlink.createdHook) tcHookDestroy(a.ifindex);
         }
       }
     });
-    this.objects.guard.close();
+    this.objects.tc.close();
     this.objects.xdp.close();
     removePinTree(this.dir);
   }
@@ -269,14 +277,16 @@ export class XdpDatapath {
     if (!existsSync(dir)) return;
     for (const p of listIfaceDirs(dir)) {
       detachPinnedLink(join(dir, p, LINK_XDP));
-      detachPinnedLink(join(dir, p, LINK_TC));
+      for (const point of TC_POINTS) detachPinnedLink(join(dir, p, LINK_TC[point]));
       if (netns) {
         withNetns(netns, () => {
+          let ifindex: number;
           try {
-            tcDetach({ ifindex: ifIndex(p), point: 'egress', handle: TC_HANDLE, priority: TC_PRIORITY });
+            ifindex = ifIndex(p);
           } catch {
-            /* the interface is gone: so is its filter */
+            return; // the interface is gone: so are its filters
           }
+          for (const point of TC_POINTS) tcDetach({ ifindex, point, handle: TC_HANDLE, priority: TC_PRIORITY });
         });
       }
     }

@@ -61,6 +61,8 @@ export const XdpStats = defineStruct('exds_xdp_stats', [
   ['closed_syn', 'u64'],
   ['drop_fib', 'u64'],
   ['drop_no_neigh', 'u64'],
+  ['neigh_slowpath', 'u64'],
+  ['neigh_redirected', 'u64'],
   ['drop_frag_needed', 'u64'],
   ['drop_egress', 'u64'],
   ['pass_fragment', 'u64'],
@@ -69,6 +71,13 @@ export const XdpStats = defineStruct('exds_xdp_stats', [
   ['ts_missing', 'u64'],
   ['guard_dropped', 'u64'],
 ] as const);
+
+/** struct exds_xdp_meta: XDP metadata of a spliced packet on the TC neighbour path. */
+export const XdpMeta = defineStruct('exds_xdp_meta', [
+  ['magic', 'u32'],
+  ['ifindex', 'u32'],
+] as const);
+export const XDP_META_MAGIC = 0x58445350;
 
 /** struct exds_fwd_stats (fwd_stats of bpf/xdp_fwd.bpf.c, per CPU, one element) */
 export const FwdStats = defineStruct('exds_fwd_stats', [
