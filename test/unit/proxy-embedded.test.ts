@@ -198,6 +198,16 @@ describe('apply', () => {
     await proxy.apply({ clusters: [], listeners: [] });
     expect(calls).toEqual([`listening s ${p}`, 'closed s']);
   });
+
+  it('closes a new listener again when the sk_lookup hook fails, and says so', async () => {
+    const a = await mk('A');
+    const p = await freePort();
+    newProxy({ hooks: { listening: () => Promise.reject(new Error('SOCKMAP update: E2BIG')) } });
+    const res = await proxy.apply({ clusters: [cluster('a', [a.port])], listeners: [listener('s', p, [chain('a')])] });
+    expect(res[0]!.error).toBe(`listener "s": steering its ports to the socket on port ${p} failed (sk_lookup): SOCKMAP update: E2BIG`);
+    expect(proxy.stats().listeners).toEqual([]);
+    expect((await talk(p)).error).toBe('ECONNREFUSED');
+  });
 });
 
 describe('connections', () => {

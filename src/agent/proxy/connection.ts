@@ -85,6 +85,7 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
   };
 
   try {
+    if (!down.remoteAddress) return reject('downstream_closed', 'debug', 'the downstream closed before it was accepted');
     const rule = l.deny.match(peer, localPort);
     if (rule !== undefined) {
       counters.denied++;

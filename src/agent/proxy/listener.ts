@@ -72,7 +72,12 @@ export class ProxyListener {
   /** Binds and starts serving; throws an error naming the listener, the reason and the remedy. */
   static async open(config: DesiredListener, deps: ListenerDeps): Promise<ProxyListener> {
     const l = new ProxyListener(deps);
-    await l.update(config);
+    try {
+      await l.update(config);
+    } catch (e) {
+      await l.close(true);
+      throw e;
+    }
     return l;
   }
 
@@ -126,8 +131,12 @@ export class ProxyListener {
 
     const primary = this.primary();
     if (steered && primary !== oldPrimary) {
-      if (oldPrimary) await this.deps.hooks.closed?.(next.name);
-      if (primary) await this.deps.hooks.listening!(next.name, primary);
+      try {
+        if (oldPrimary) await this.deps.hooks.closed?.(next.name);
+        if (primary) await this.deps.hooks.listening!(next.name, primary);
+      } catch (e) {
+        throw new Error(`listener "${next.name}": steering its ports to the socket on port ${next.ports[0]!.start} failed (sk_lookup): ${(e as Error).message}`);
+      }
     }
   }
 
@@ -141,7 +150,13 @@ export class ProxyListener {
     this.closed = true;
     const hadPrimary = this.primary() !== undefined;
     await this.closeServers([...this.servers.keys()]);
-    if (hadPrimary && this.deps.hooks.listening) await this.deps.hooks.closed?.(this.config.name);
+    if (hadPrimary && this.deps.hooks.listening) {
+      try {
+        await this.deps.hooks.closed?.(this.config.name);
+      } catch (e) {
+        this.deps.logger.error({ listener: this.config.name, err: e }, 'the closed hook failed; the sk_lookup steering may still point at the closed socket');
+      }
+    }
     if (destroyConnections) for (const s of this.downstreams) s.destroy();
   }
 
