@@ -110,4 +110,8 @@ struct exds_fw_stats {
 	__u64 malformed;
 };
 
+/* ---- XDP splice (pinned under xdp/): bpf/include/exds_xdp_maps.h, in its own file and
+ * included here, so that this header stays the one place where every shared layout is found. */
+#include "exds_xdp_maps.h"
+
 #endif
