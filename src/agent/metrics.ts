@@ -87,7 +87,6 @@ export function agentMetrics(registry: Registry): AgentMetrics {
 
   let source: (() => SplicedBytesSample[]) | undefined;
   let onSourceError: ((err: Error) => void) | undefined;
-  const collectErrors = counter('exds_metrics_collect_errors_total', 'Metric sources that threw at scrape time (their metric has no samples for that scrape)', ['metric']);
   new Counter<'path'>({
     name: 'exds_spliced_bytes_total',
     help: 'Bytes carried by the kernel (per-CPU BPF counters summed at scrape time)',
@@ -108,6 +107,9 @@ export function agentMetrics(registry: Registry): AgentMetrics {
       for (const s of samples) this.inc({ path: s.path }, Number(s.bytes));
     },
   });
+
+  // Registered after the metrics whose sources it counts, so a scrape shows this scrape's errors.
+  const collectErrors = counter('exds_metrics_collect_errors_total', 'Metric sources that threw at scrape time (their metric has no samples for that scrape)', ['metric']);
 
   const metrics: AgentMetrics = {
     proxy,
