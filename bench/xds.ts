@@ -55,6 +55,9 @@ for (const m of MODES) if (m !== 'control-plane' && m !== 'cache') throw new Err
 const WRITE = !process.argv.includes('--no-write');
 
 const log = (s: string): void => void process.stdout.write(`${s}\n`);
+/** 1-minute load averages sampled around each scenario: tells a quiet run from a contended one. */
+const loads: number[] = [];
+const sampleLoad = (): void => void loads.push(os.loadavg()[0] as number);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -176,6 +179,7 @@ async function scenario(n: number, m: number, protocol: 'sotw' | 'delta'): Promi
   const heap0 = heapMb();
   const child = new Child(fork(CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   try {
+    sampleLoad();
     child.send({ cmd: 'start', address: `127.0.0.1:${port}`, clients: n, clusters: m, protocol });
     await child.wait('opened', 120_000);
     await until(
@@ -223,6 +227,7 @@ async function scenario(n: number, m: number, protocol: 'sotw' | 'delta'): Promi
       cpus.push(cpuMs(c0));
       clas[k % m] = changed[k % m] as XdsResource;
     }
+    sampleLoad();
     child.send({ cmd: 'cpu' });
     const ccpu = await child.wait('cpu', 10_000);
     if (child.errors.length > 0) throw new Error(`clients reported errors: ${child.errors.slice(0, 3).join('; ')}`);
@@ -325,6 +330,7 @@ async function controlPlaneScenario(n: number, m: number, protocol: 'sotw' | 'de
   gc();
   const child = new Child(fork(CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   try {
+    sampleLoad();
     child.send({ cmd: 'start', address: `127.0.0.1:${cp.xdsPort}`, clients: n, clusters: m, protocol, zones: ZONES });
     await child.wait('opened', 120_000);
     await until('all streams subscribed', () => cp.xds.stats().streams === n && cp.xds.status().every((s) => s.types.length === 2), 120_000, 100);
@@ -361,6 +367,7 @@ async function controlPlaneScenario(n: number, m: number, protocol: 'sotw' | 'de
       cpus.push(cpuMs(c0));
     }
     const after = histogram((await api.request<string>('GET', '/metrics')).body, 'ebpf_xds_snapshot_publish_seconds');
+    sampleLoad();
     child.send({ cmd: 'cpu' });
     await child.wait('cpu', 10_000);
     if (child.errors.length > 0) throw new Error(`clients reported errors: ${child.errors.slice(0, 3).join('; ')}`);
@@ -458,7 +465,7 @@ function writeDoc(cpRows: CpRow[], rows: Row[]): void {
     START,
     '## xDS fan-out (`npm run bench:xds`)',
     '',
-    `Machine: ${machine()}. Server and clients run in separate processes on the same machine; each simulated client has its own HTTP/2 connection and one ADS stream (SotW or Delta), subscribes to all clusters (CDS wildcard) and their ClusterLoadAssignments, and ACKs each response at once.`,
+    `Machine: ${machine()}. 1-minute load average during the run: ${f(Math.min(...loads), 1)} to ${f(Math.max(...loads), 1)} (on ${os.cpus().length} cores; above that, other work competed for the CPU and wall times grow accordingly). Server and clients run in separate processes on the same machine; each simulated client has its own HTTP/2 connection and one ADS stream (SotW or Delta), subscribes to all clusters (CDS wildcard) and their ClusterLoadAssignments, and ACKs each response at once.`,
     '',
     ...cpSection(cpRows),
     ...cacheSection(rows),

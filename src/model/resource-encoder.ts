@@ -6,8 +6,8 @@ import type { EncodedResource, TranslatedResource } from './translate.js';
 import { encodeResource } from './translate.js';
 
 export class ResourceEncoder {
-  /** The encodings the previous call used, by content key. */
-  private previous = new Map<string, EncodedResource>();
+  /** The encodings the previous call used, by type and name, with the content they encode. */
+  private previous = new Map<string, { body: string; encoded: EncodedResource }>();
   private encodedCount = 0;
 
   /**
@@ -17,16 +17,20 @@ export class ResourceEncoder {
    */
   encodeAll(resources: readonly TranslatedResource[]): Map<TranslatedResource, EncodedResource> {
     const out = new Map<TranslatedResource, EncodedResource>();
-    const next = new Map<string, EncodedResource>();
+    const next = new Map<string, { body: string; encoded: EncodedResource }>();
     for (const r of resources) {
-      const key = contentKey(r);
-      let e = next.get(key) ?? this.previous.get(key);
-      if (!e) {
-        e = encodeResource(r);
+      // Short identity keys hash fast; the content is then one string comparison.
+      const id = `${r.typeUrl}\u0000${r.name}`;
+      const body = contentOf(r);
+      const was = this.previous.get(id);
+      let encoded: EncodedResource;
+      if (was && was.body === body) encoded = was.encoded;
+      else {
+        encoded = encodeResource(r);
         this.encodedCount++;
       }
-      next.set(key, e);
-      out.set(r, e);
+      next.set(id, { body, encoded });
+      out.set(r, encoded);
     }
     this.previous = next;
     return out;
@@ -39,11 +43,10 @@ export class ResourceEncoder {
 }
 
 /**
- * Equal keys mean equal encodings. Generated JSON is built in a fixed key order, so its plain
+ * Equal texts mean equal encodings. Generated JSON is built in a fixed key order, so its plain
  * JSON text identifies it (content written in another order only misses the reuse); raw
  * resources arrive encoded, and their bytes identify them.
  */
-function contentKey(r: TranslatedResource): string {
-  const body = r.bytes ? `b${Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength).toString('latin1')}` : `j${JSON.stringify(r.json)}`;
-  return `${r.typeUrl}\u0000${r.name}\u0000${body}`;
+function contentOf(r: TranslatedResource): string {
+  return r.bytes ? `b${Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength).toString('latin1')}` : `j${JSON.stringify(r.json)}`;
 }
