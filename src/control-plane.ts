@@ -140,7 +140,10 @@ export class ControlPlane {
   }
 }
 
-/** Parses and strictly checks (proto decode and Envoy's field rules) a --resources file: a list of raw resources, or { resources: [...] }. */
+/**
+ * Parses and strictly checks (proto decode and Envoy's field rules) a --resources file: a list of
+ * raw resources, or { resources: [...] }.
+ */
 function readResourcesFile(file: string): RawResource[] {
   let text: string;
   try {
