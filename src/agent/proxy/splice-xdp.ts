@@ -106,6 +106,8 @@ class XdpSplice {
   private mode: XdpSpliceMode = 'userspace';
   private fallbackReason: string | undefined;
   private attempts = 0;
+  /** Times pairing waited for a peer's first TSval (backs off; not counted as attempts). */
+  private tsWaits = 0;
   private attempting = false;
   private retryAt = 0;
   private takeover = false;
@@ -388,7 +390,6 @@ class XdpSplice {
   private async attempt(): Promise<void> {
     const maps = this.opts.maps!;
     const [dn, up] = this.ends!;
-    this.attempts++;
     this.checkAlive();
     const compat = checkCompatible(tcpLegInfo(dn.fd), tcpLegInfo(up.fd), this.opts.wscale ?? 'rescale');
     if (!compat.ok) {
@@ -396,9 +397,15 @@ class XdpSplice {
       throw new Stop(compat.reason);
     }
     if (compat.timestamps) {
+      // Not an attempt yet: a peer that has sent nothing since LEARN will with its next packet
+      // (the next byte through user space retries, so does a timer).
       const missing = this.ends!.find((e) => !((maps.get(e.key)?.events ?? 0) & XdpEvent.TS_SEEN));
-      if (missing) this.retryLater(`no TSval seen yet from ${missing === dn ? 'the client' : 'the server'}`);
+      if (missing) {
+        this.retryAt = Date.now() + Math.min(5000, 50 * 2 ** this.tsWaits++);
+        throw new Stop(`no TSval seen yet from ${missing === dn ? 'the client' : 'the server'}`);
+      }
     }
+    this.attempts++;
     const rttMs = Math.max(tcpLegInfo(dn.fd).rttUs, tcpLegInfo(up.fd).rttUs) / 1000;
 
     // 1. LEARN, reading paused: flush our writes and let the peers acknowledge all of them.
