@@ -262,6 +262,9 @@ interface CpRow {
   protocol: string;
   groups: number;
   regrouped: number;
+  /** Responses per client for the config apply, and per change. */
+  applyPushes: number;
+  changePushes: number;
   applyReplyMs: number;
   applyMs: number;
   changeReplyMs: number;
@@ -341,12 +344,15 @@ async function controlPlaneScenario(n: number, m: number, protocol: 'sotw' | 'de
     const regroups0 = cp.xds.metrics.streamRegroups;
     const moved0 = (await regroups0.get()).values[0]?.value ?? 0;
     const a0 = acks();
+    const r0 = cp.xds.stats().responses;
     const t0 = performance.now();
     const applied = await api.request<{ revision: number }>('PUT', '/v1/config', { body: benchConfig(m) });
     const applyReplyMs = performance.now() - t0;
     await until('config ACKed', () => acks() >= a0 + 2 * n, 300_000);
     const applyMs = (await allAcked(String(applied.body.revision), [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment], 60_000)) - t0;
     const regrouped = ((await regroups0.get()).values[0]?.value ?? 0) - moved0;
+    const applyPushes = (cp.xds.stats().responses - r0) / n;
+    const r1 = cp.xds.stats().responses;
 
     // (b) One endpoint change per round through the REST API, on a cluster every node receives.
     const replies: number[] = [];
@@ -378,6 +384,8 @@ async function controlPlaneScenario(n: number, m: number, protocol: 'sotw' | 'de
       protocol,
       groups: cp.xds.groupsInUse().size,
       regrouped,
+      applyPushes,
+      changePushes: (cp.xds.stats().responses - r1) / n / CHANGES,
       applyReplyMs,
       applyMs,
       changeReplyMs: median(replies),
@@ -398,10 +406,10 @@ async function controlPlaneScenario(n: number, m: number, protocol: 'sotw' | 'de
 
 const f = (x: number, d = 0): string => x.toFixed(d);
 const CP_HEADER =
-  '| clients | clusters | xDS | node groups | PUT /v1/config → last ACK (streams regrouped) | one-endpoint PUT → API reply | of which publish | PUT → last ACK (median / max) | server CPU per change | per client per change | Any encodes |';
-const CP_RULE = '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|';
+  '| clients | clusters | xDS | node groups | PUT /v1/config → last ACK (streams regrouped; responses per client) | one-endpoint PUT → API reply | of which publish | PUT → last ACK (median / max) | responses per client per change | server CPU per change | per client per change | Any encodes |';
+const CP_RULE = '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
 function cpLine(r: CpRow): string {
-  return `| ${r.clients} | ${r.clusters} | ${r.protocol} | ${r.groups} | ${f(r.applyMs)} ms (${r.regrouped}) | ${f(r.changeReplyMs)} ms | ${f(r.publishMs, 1)} ms | ${f(r.changeMedianMs)} / ${f(r.changeMaxMs)} ms | ${f(r.changeCpuMs)} ms | ${f((r.changeCpuMs * 1000) / r.clients)} µs | ${r.encodes} |`;
+  return `| ${r.clients} | ${r.clusters} | ${r.protocol} | ${r.groups} | ${f(r.applyMs)} ms (${r.regrouped}; ${f(r.applyPushes, 2)}) | ${f(r.changeReplyMs)} ms | ${f(r.publishMs, 1)} ms | ${f(r.changeMedianMs)} / ${f(r.changeMaxMs)} ms | ${f(r.changePushes, 2)} | ${f(r.changeCpuMs)} ms | ${f((r.changeCpuMs * 1000) / r.clients)} µs | ${r.encodes} |`;
 }
 const HEADER =
   '| clients | clusters | xDS | encode 2M resources | initial sync → last ACK | server CPU (initial) | one-endpoint change → last ACK (median / max) | of which push fan-out | server CPU per change | per client per change | memory / stream | Any encodes |';
