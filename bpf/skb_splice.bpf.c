@@ -125,6 +125,17 @@ SEC("sk_skb/stream_verdict")
 int exds_skb_verdict(struct __sk_buff *skb)
 {
 	struct exds_skb_stats *st = stats();
+
+	/* An skb without payload is a bare FIN (TCP has already taken note of it). Redirected, the
+	 * psock backlog would "send" zero bytes, read that as a broken pipe and fail the peer
+	 * socket with EPIPE (measured); user space learns the end of stream from the socket
+	 * state anyway. So consume it here. */
+	if (skb->len == 0) {
+		if (st)
+			st->empty_skbs++;
+		return SK_DROP;
+	}
+
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct exds_skb_sock *sock = bpf_map_lookup_elem(&skb_sock_stats, &cookie);
 	struct exds_skb_pair *pair = bpf_map_lookup_elem(&skb_pairs, &cookie);

@@ -57,6 +57,7 @@ struct exds_skb_stats {
 	__u64 redirected_skbs;
 	__u64 redirect_errors;
 	__u64 unpaired_skbs;     /* skbs of a SOCKHASH socket without an ARMED pair */
+	__u64 empty_skbs;        /* bare FINs, consumed without redirect */
 };
 
 /* ---- sk_lookup steering (bpf/steer.bpf.c, pinned under steer/) --------------------------- */

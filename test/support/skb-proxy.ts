@@ -53,7 +53,7 @@ export interface ProxyOptions {
 }
 
 export async function startSkbProxy(host: Host, o: ProxyOptions): Promise<RunningProxy> {
-  const args = ['--import', 'tsx', MAIN, '--upstream', o.upstream, '--listen', String(o.listen ?? 0)];
+  const args = [...(process.env['H3_CPU_PROF'] ? ['--cpu-prof', '--cpu-prof-dir=/tmp/h3prof'] : []), '--import', 'tsx', MAIN, '--upstream', o.upstream, '--listen', String(o.listen ?? 0)];
   if (o.pins) args.push('--pins', o.pins);
   if (o.cgroup) args.push('--cgroup', o.cgroup);
   if (o.handoverTimeoutMs !== undefined) args.push('--handover-timeout', String(o.handoverTimeoutMs));

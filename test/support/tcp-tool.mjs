@@ -14,6 +14,7 @@
 //   --rst-after BYTES   after receiving BYTES, reset the connection (RST)
 //   --pause-ms MS       stop sending for MS in the middle of the stream (idle period)
 //   --hold-ms MS        keep the connection open MS after sending before ending it
+//   --quiet             no line per connection: the summary counts them (many short connections)
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 
@@ -34,6 +35,7 @@ const conf = {
   rstAfter: opt('rst-after', -1),
   pauseMs: opt('pause-ms', 0),
   holdMs: opt('hold-ms', 0),
+  quiet: flag('quiet'),
 };
 
 const CHUNK = 256 * 1024;
@@ -126,7 +128,7 @@ function drive(sock, role) {
         local: `${sock.localAddress}:${sock.localPort}`,
       };
       if (error && endedBy === 'fin') rec.error = error;
-      emit(rec);
+      if (!conf.quiet) emit(rec);
       resolve(rec);
     });
   });
@@ -166,7 +168,17 @@ if (mode === 'serve') {
   }
   await Promise.all(Array.from({ length: Math.min(parallel, conns) }, worker));
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  emit({ event: 'summary', conns: results.length, ms, bytes: results.reduce((a, r) => a + r.sent + r.recv, 0) });
+  const failed = results.filter((r) => r.endedBy !== 'fin' || r.error);
+  emit({
+    event: 'summary',
+    conns: results.length,
+    ms,
+    bytes: results.reduce((a, r) => a + r.sent + r.recv, 0),
+    sent: results.reduce((a, r) => a + r.sent, 0),
+    recv: results.reduce((a, r) => a + r.recv, 0),
+    failed: failed.length,
+    failures: failed.slice(0, 5),
+  });
 } else {
   process.stderr.write('usage: tcp-tool.mjs serve|connect [options]\n');
   process.exit(2);

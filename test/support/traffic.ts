@@ -11,6 +11,8 @@ export interface ConnOptions {
   rstAfter?: number;
   pauseMs?: number;
   holdMs?: number;
+  /** No result per connection (runClientSummary gives the totals): for many short connections. */
+  quiet?: boolean;
 }
 
 export interface ConnResult {
@@ -34,7 +36,20 @@ function connArgs(o: ConnOptions): string[] {
   if (o.rstAfter !== undefined) a.push('--rst-after', String(o.rstAfter));
   if (o.pauseMs) a.push('--pause-ms', String(o.pauseMs));
   if (o.holdMs) a.push('--hold-ms', String(o.holdMs));
+  if (o.quiet) a.push('--quiet');
   return a;
+}
+
+export interface ClientSummary {
+  event: 'summary';
+  conns: number;
+  ms: number;
+  bytes: number;
+  sent: number;
+  recv: number;
+  /** Connections that did not end by FIN, or saw an error. */
+  failed: number;
+  failures: ConnResult[];
 }
 
 function collect(host: Host, args: string[], onLine?: (o: Record<string, unknown>) => void): Promise<ConnResult[]> {
@@ -75,4 +90,15 @@ export async function startServer(host: Host, o: ConnOptions & { port?: number; 
 export function runClient(host: Host, o: ConnOptions & { host: string; port: number; conns?: number; parallel?: number }): Promise<ConnResult[]> {
   const args = ['connect', '--host', o.host, '--port', String(o.port), '--conns', String(o.conns ?? 1), '--parallel', String(o.parallel ?? 1), ...connArgs(o)];
   return collect(host, args);
+}
+
+/** Like runClient, but returns the client's totals (use with quiet for many connections). */
+export async function runClientSummary(host: Host, o: ConnOptions & { host: string; port: number; conns?: number; parallel?: number }): Promise<ClientSummary> {
+  let summary: ClientSummary | undefined;
+  const args = ['connect', '--host', o.host, '--port', String(o.port), '--conns', String(o.conns ?? 1), '--parallel', String(o.parallel ?? 1), ...connArgs(o)];
+  await collect(host, args, (ev) => {
+    if (ev['event'] === 'summary') summary = ev as unknown as ClientSummary;
+  });
+  if (!summary) throw new Error(`tcp-tool connect in ${host.name} ended without a summary`);
+  return summary;
 }

@@ -30,4 +30,5 @@ export const SkbStats = defineStruct('exds_skb_stats', [
   ['redirected_skbs', 'u64'],
   ['redirect_errors', 'u64'],
   ['unpaired_skbs', 'u64'],
+  ['empty_skbs', 'u64'],
 ] as const);

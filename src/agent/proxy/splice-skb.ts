@@ -82,6 +82,8 @@ class Direction {
   kernelBytes = 0n;
   /** Bytes we read with recv() on our own fd (the read up to the skb boundary). */
   rawRead = 0;
+  /** src.bytesRead when we last read src up to an skb boundary. */
+  alignedAt = -1;
   srcEnded = false;
   /** dst's Node write queue is over its high-water mark: src waits. */
   blocked = false;
@@ -113,6 +115,11 @@ interface StreamHandle {
 
 const TCP_ESTABLISHED = 1;
 
+// Scratch space for recv(): every use is synchronous and copies out what it keeps, so one
+// buffer serves every splice of the process (a fresh one per connection cost measurable GC).
+let scratch: Buffer | undefined;
+const rawBuffer = () => (scratch ??= Buffer.allocUnsafe(256 * 1024));
+
 export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceOptions = {}): Promise<SpliceReport> {
   const maps = opts.maps;
   const handoverTimeoutMs = opts.handoverTimeoutMs ?? 2_000;
@@ -139,7 +146,6 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
   const dirs = [new Direction('downstreamToUpstream', down, up), new Direction('upstreamToDownstream', up, down)] as const;
   const from = (e: End) => (e === down ? dirs[0] : dirs[1]);
 
-  const rawBuf = Buffer.alloc(256 * 1024);
   /** copy: user space copies; draining: step 2 of the handover; final: no handover any more. */
   let phase: 'copy' | 'draining' | 'final' = maps && mode === 'fallback' ? 'copy' : 'final';
   let drainingSince = 0;
@@ -204,27 +210,25 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
     };
 
     // Node reads a socket while it flows; during the handover's draining neither socket may be
-    // read, not even into Node's buffer (pause() alone lets Node read up to its high-water mark),
-    // so the handle's reading is stopped the way net.Socket does it itself, and restarted after.
+    // read, not even into Node's buffer (pause() alone lets Node read up to its high-water mark).
+    // So the handle's reading is stopped, and its `reading` flag left set so that Node does not
+    // start it again behind our back (a pending resume would); both are restored afterwards.
     const stopped = new Set<StreamHandle>();
+    const handleOf = (sock: Socket) => (sock as unknown as { _handle?: StreamHandle | null })._handle ?? undefined;
     const flow = () => {
       for (const d of dirs) {
         if (d.srcEnded || d.src.sock.destroyed) continue;
-        const h = (d.src.sock as unknown as { _handle?: StreamHandle | null })._handle;
-        if (phase === 'draining' || d.blocked) {
-          d.src.sock.pause();
-          if (phase === 'draining' && h?.reading && h.readStop && h.readStart) {
-            h.reading = false;
+        const h = handleOf(d.src.sock);
+        if (phase === 'draining' || d.blocked) d.src.sock.pause();
+        if (phase === 'draining') {
+          if (h?.readStop && h.readStart && !stopped.has(h)) {
             h.readStop();
+            h.reading = true;
             stopped.add(h);
           }
         } else {
-          if (h && stopped.delete(h) && !h.reading) {
-            // the stream still waits for the read we interrupted: restart it under it
-            h.reading = true;
-            h.readStart!();
-          }
-          d.src.sock.resume();
+          if (h && stopped.delete(h)) h.readStart!();
+          if (!d.blocked) d.src.sock.resume();
         }
       }
     };
@@ -237,17 +241,14 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
     };
 
     // Step 1: stop reading; hand Node's buffered bytes on; read each socket up to its FIONREAD.
-    const startDraining = () => {
-      phase = 'draining';
-      drainingSince = Date.now();
+    // Repeated whenever Node managed to read meanwhile (alignedAt tells), since Node's last read
+    // may have ended inside an skb.
+    const align = () => {
+      const rawBuf = rawBuffer();
       flow();
       for (const d of dirs) {
-        // read() hands Node's buffered bytes to the 'data' handler (which forwards them), and
-        // may restart Node's reading: stop it again afterwards.
+        // read() hands Node's buffered bytes to the 'data' handler, which forwards them
         while (d.src.sock.readableLength > 0 && d.src.sock.read() !== null);
-      }
-      flow();
-      for (const d of dirs) {
         let left = inq(d.src.fd!);
         while (left > 0) {
           const n = recvNonBlocking(d.src.fd!, left >= rawBuf.length ? rawBuf : rawBuf.subarray(0, left));
@@ -256,6 +257,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
           left -= n;
           forward(d, Buffer.from(rawBuf.subarray(0, n)));
         }
+        d.alignedAt = d.src.sock.bytesRead;
       }
     };
 
@@ -267,13 +269,23 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       // half-closed, the connection is copied to its end.
       if (dirs.some((d) => d.srcEnded || d.done)) return giveUp('half-closed');
       try {
-        if (phase === 'copy') startDraining();
-        if (dirs.some((d) => d.flushed !== d.queued || d.src.sock.readableLength > 0)) {
+        if (phase === 'copy') {
+          phase = 'draining';
+          drainingSince = Date.now();
+          align();
+        } else if (dirs.some((d) => d.src.sock.bytesRead !== d.alignedAt || d.src.sock.readableLength > 0)) {
+          align();
+        }
+        if (dirs.some((d) => d.flushed !== d.queued)) {
           if (Date.now() - drainingSince >= handoverTimeoutMs) giveUp('queued-in-user-space');
           else if (handoverTimeoutMs > 0) drainTimer ??= setTimeout(onDrainTimeout, handoverTimeoutMs);
           return; // each flush calls us again
         }
-        if (ends.some((e) => tcpInfo(e.fd!).state !== TCP_ESTABLISHED)) return giveUp('not-established');
+        const states = ends.map((e) => tcpInfo(e.fd!).state);
+        if (states.some((st) => st !== TCP_ESTABLISHED)) {
+          log?.debug({ states }, 'handover: a socket is past ESTABLISHED');
+          return giveUp('not-established');
+        }
       } catch (err) {
         return resetBoth('error', `handover: ${(err as Error).message}`);
       }
