@@ -135,8 +135,6 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
       up.destroy();
       return reject('downstream_closed', 'debug', 'downstream closed while connecting upstream');
     }
-    up.setNoDelay(true);
-    down.setNoDelay(true);
     log.debug({ cluster: cluster.name, endpoint, attempts: conn.attempts.length, mode: chain.mode }, 'upstream connected');
 
     const result = await handOff(down, up, chain, inspected.initial, l, counters, deps, log, id);
@@ -248,6 +246,10 @@ async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: B
     m.fallbacks.inc({ listener: l.name, requested, reason: fallback.code });
     log.warn({ requested, reason: fallback.reason }, `copying in user space instead of ${requested}`);
   }
+  // Envoy's default for proxied sockets. Only for the copy: the kernel paths own their sockets'
+  // options, and a hook that declined left them untouched.
+  up.setNoDelay(true);
+  down.setNoDelay(true);
   const bytes = {
     downstream_to_upstream: m.userspaceBytes.labels({ listener: l.name, direction: 'downstream_to_upstream' }),
     upstream_to_downstream: m.userspaceBytes.labels({ listener: l.name, direction: 'upstream_to_downstream' }),
