@@ -69,6 +69,7 @@ function machine(): string {
 
 async function main(): Promise<void> {
   log(`XDP per-packet cost (BPF_PROG_TEST_RUN, ${REPEAT} repeats × ${RUNS} runs) on ${machine()}`);
+  const load0 = os.loadavg()[0]!;
   const topo = await Topology.create({
     label: 'pktc',
     hosts: ['mb', 'c', 's'],
@@ -188,9 +189,10 @@ async function main(): Promise<void> {
     const summary = [
       `- Splice / forwarder per packet (best runs): ${PAYLOADS.map((p, i) => `${p} B ${f(ratios[i]!, 2)}×`).join(', ')}; from the medians: ${ratiosMedian.map((r) => `${f(r, 2)}×`).join(', ')} (target ≤ 2×: ${ratios.every((r) => r <= 2) ? 'met' : 'NOT met'}).`,
       `- Flat across payload sizes: the splice's slowest size costs ${f(flat, 2)}× its fastest (best runs ${spliceNs.map((x) => f(x)).join(' / ')} ns); no work is proportional to the payload (incremental checksums only).`,
-      `- With three SACK blocks the option walk and the edge rewrites add ${f(sack.min - at(SPLICE, PAYLOADS[0]!).min)} ns (best runs) over a data segment with timestamps only.`,
+      `- A pure ACK with timestamps and three SACK blocks (the general case of the option rewrite: eight more fields) costs ${f(sack.min)} ns (best run), a ${PAYLOADS[0]}-byte data segment with timestamps only ${f(at(SPLICE, PAYLOADS[0]!).min)} ns.`,
       `- Traffic that is not spliced pays ${f(rows.find((r) => r.program === SPLICE_MISS)!.min - at(PASS, PAYLOADS[0]!).min)} ns over XDP_PASS (best runs): the parse and one hash lookup that misses.`,
     ];
+    summary.push(`- Load average (1 min) ${f(load0, 2)} before the run, ${f(os.loadavg()[0]!, 2)} after it.`);
     log(`\n${summary.join('\n')}`);
     if (WRITE) writeDoc(rows, summary);
   } finally {
