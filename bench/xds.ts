@@ -445,7 +445,7 @@ function cpSection(rows: CpRow[]): string[] {
     ...rows.map(cpLine),
     '',
     `- Target (1,000 clients × 1,000 clusters, one endpoint changed through the REST API, ACKed by all within 1 s): ${target || 'not measured in this run'} over ${CHANGES} changes at ${Math.max(...CLIENTS)} × ${Math.max(...CLUSTERS)}.`,
-    `- Where the time goes (${big.clients} × ${big.clusters}, ${big.protocol}, per change): ${f(big.changeReplyMs)} ms until the API replies, of which ${f(big.publishMs, 1)} ms publishing the revision to ${big.groups} node groups; the rest of the ${f(big.changeMedianMs)} ms is the push to every stream and the ACKs coming back, the part the cache-level rows below isolate.`,
+    `- Where the time goes (${big.clients} × ${big.clusters}, ${big.protocol}, per change): the API replies after ${f(big.changeReplyMs)} ms: validation, translation, encoding what changed, the rule check, the SQLite commit, and ${f(big.publishMs, 1)} ms publishing the revision to ${big.groups} node groups (each gets only the changed CLA). The push to the streams starts before the reply is written; the rest of the ${f(big.changeMedianMs)} ms is that push and the ACKs coming back, the part the cache-level rows below isolate. Every client got exactly one response per change.`,
     '',
   ];
 }
