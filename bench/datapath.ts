@@ -1,0 +1,185 @@
+// Data path benchmark (`npm run bench:datapath`): client, middlebox and server namespaces joined
+// by veth; one bulk flow, then 8 parallel flows, through each middlebox mode of
+// bench/datapath-modes.ts (and any bench/datapath-mode-*.ts). Reports throughput and system-wide
+// CPU per GB (from /proc/stat, all CPUs, the whole run), each as a ratio to direct routing, in
+// one run. Prints as it goes; rewrites its section of docs/benchmarks.md and the chart
+// docs/benchmarks-datapath.svg.
+//   --seconds S   sending time per run (default 5)      --modes a,b   subset of mode ids
+//   --workloads bulk,flows8                              --no-write    print only
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { bpfTestEnv } from '../test/support/bpf-env.js';
+import { Topology } from '../test/support/netns.js';
+import { MODES, fmtBytes, runJson, type BenchTopology, type DatapathMode } from './datapath-modes.js';
+import { barChartSvg } from './svg-bars.js';
+
+const DOC = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
+const SVG = fileURLToPath(new URL('../docs/benchmarks-datapath.svg', import.meta.url));
+const ENDPOINT = fileURLToPath(new URL('./datapath-endpoint.mjs', import.meta.url));
+const START = '<!-- bench:datapath:start -->';
+const END = '<!-- bench:datapath:end -->';
+
+const argv = process.argv.slice(2);
+const arg = (name: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const seconds = Number(arg('seconds') ?? 5);
+const write = !argv.includes('--no-write');
+const WORKLOADS = [
+  { id: 'bulk', label: '1 bulk flow', flows: 1 },
+  { id: 'flows8', label: '8 parallel flows', flows: 8 },
+].filter((w) => !arg('workloads') || arg('workloads')!.split(',').includes(w.id));
+
+interface Result {
+  workload: string;
+  mode: DatapathMode;
+  gbit: number;
+  cpuSecPerGB: number;
+  bytes: number;
+  notes: string;
+}
+
+async function loadModes(): Promise<DatapathMode[]> {
+  const all = [...MODES];
+  const dir = fileURLToPath(new URL('.', import.meta.url));
+  for (const f of readdirSync(dir).filter((n) => /^datapath-mode-.+\.ts$/.test(n)).sort()) {
+    const m = (await import(new URL(f, import.meta.url).href)) as { modes?: DatapathMode[] };
+    all.push(...(m.modes ?? []));
+  }
+  const wanted = arg('modes')?.split(',');
+  return wanted ? all.filter((m) => wanted.includes(m.id)) : all;
+}
+
+/** Busy and total jiffies of all CPUs (first line of /proc/stat). */
+function cpuJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
+const HZ = 100; // USER_HZ, the unit of /proc/stat on Linux
+
+async function runOne(t: BenchTopology, mode: DatapathMode, flows: number): Promise<Omit<Result, 'workload' | 'mode'>> {
+  let sinkPort = 0;
+  let listening!: () => void;
+  const ready = new Promise<void>((r) => (listening = r));
+  const sink = runJson(t.server, process.execPath, [ENDPOINT, 'sink', '--flows', String(flows)], 'done', (o) => {
+    if (o['event'] === 'listening') {
+      sinkPort = o['port'] as number;
+      listening();
+    }
+  });
+  await Promise.race([ready, sink.result]);
+  const inst = await mode.start(t, sinkPort);
+  try {
+    const c0 = cpuJiffies();
+    const source = runJson(t.client, process.execPath, [ENDPOINT, 'source', '--host', inst.host, '--port', String(inst.port), '--flows', String(flows), '--seconds', String(seconds)], 'done');
+    await source.result;
+    const done = await sink.result;
+    const c1 = cpuJiffies();
+    const bytes = done['bytes'] as number;
+    const ms = done['ms'] as number;
+    const notes = (await inst.notes?.()) ?? '';
+    return { gbit: (bytes * 8) / (ms * 1e6), cpuSecPerGB: (c1.busy - c0.busy) / HZ / (bytes / 1e9), bytes, notes };
+  } finally {
+    sink.kill();
+    await inst.stop();
+  }
+}
+
+function table(results: Result[], workload: string): string {
+  const rows = results.filter((r) => r.workload === workload);
+  const base = rows.find((r) => r.mode.id === 'direct');
+  const lines = ['| mode | Gbit/s | vs direct | CPU s/GB | vs direct |', '|---|---:|---:|---:|---:|'];
+  for (const r of rows) {
+    const tr = base ? (r.gbit / base.gbit).toFixed(2) : '–';
+    const cr = base ? (r.cpuSecPerGB / base.cpuSecPerGB).toFixed(2) : '–';
+    lines.push(`| ${r.mode.label} | ${r.gbit.toFixed(2)} | ${tr}x | ${r.cpuSecPerGB.toFixed(3)} | ${cr}x |`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const modes = await loadModes();
+  const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
+  process.stderr.write(`[bench:datapath] ${modes.length} modes × ${WORKLOADS.length} workloads, ${seconds} s each; load average ${load}\n`);
+  const env = bpfTestEnv('bench');
+  const topo = await Topology.create({
+    label: 'bench',
+    hosts: ['client', 'mb', 'server'],
+    links: [
+      { a: 'client', b: 'mb' },
+      { a: 'mb', b: 'server' },
+    ],
+    gateways: { client: 'mb', server: 'mb' },
+    routers: ['mb'],
+  });
+  const results: Result[] = [];
+  try {
+    const t: BenchTopology = {
+      topo,
+      env,
+      client: topo.host('client'),
+      mb: topo.host('mb'),
+      server: topo.host('server'),
+      serverAddr: topo.iface('server', 'mb').ipv4,
+      mbAddr: topo.iface('mb', 'client').ipv4,
+    };
+    for (const w of WORKLOADS) {
+      for (const mode of modes) {
+        const r = await runOne(t, mode, w.flows);
+        results.push({ workload: w.id, mode, ...r });
+        process.stderr.write(`[bench:datapath] ${w.label.padEnd(16)} ${mode.label.padEnd(26)} ${r.gbit.toFixed(2).padStart(6)} Gbit/s  ${r.cpuSecPerGB.toFixed(3)} CPU s/GB  (${fmtBytes(r.bytes)}${r.notes ? `; ${r.notes}` : ''})\n`);
+      }
+    }
+  } finally {
+    await topo.destroy();
+    env.cleanup();
+  }
+
+  const sections = WORKLOADS.map((w) => `### ${w.label}\n\n${table(results, w.id)}`).join('\n\n');
+  const md = [
+    START,
+    '## Data path throughput and CPU (`npm run bench:datapath`)',
+    '',
+    `Client, middlebox and server namespaces joined by veth (MTU 1500); ${seconds} s of sending per run; throughput measured at the receiver; CPU is system-wide (all CPUs, every process and softirq, from /proc/stat) per GB delivered. Ratios are to direct routing (no proxy). Load average at the start: ${load}.`,
+    '',
+    '![data path benchmark](benchmarks-datapath.svg)',
+    '',
+    sections,
+    '',
+    '### Modes',
+    '',
+    ...modes.map((m) => `- **${m.label}**: ${m.description}.`),
+    '',
+    `Run on ${new Date().toISOString().slice(0, 10)}; regenerate with \`npm run bench:datapath\` (flags: \`--seconds\`, \`--modes\`, \`--workloads bulk,flows8\`, \`--no-write\`).`,
+    END,
+  ].join('\n');
+  process.stdout.write(`${md}\n`);
+  if (!write) return;
+  const doc = readFileSync(DOC, 'utf8');
+  const next = doc.includes(START) ? doc.replace(new RegExp(`${START}[\\s\\S]*?${END}`), md) : `${doc.trimEnd()}\n\n${md}\n`;
+  writeFileSync(DOC, next);
+  const svg = barChartSvg(
+    [
+      {
+        title: 'Throughput',
+        unit: 'Gbit/s',
+        groups: WORKLOADS.map((w) => ({ label: w.label, bars: results.filter((r) => r.workload === w.id).map((r) => ({ label: r.mode.label, value: r.gbit, note: r.gbit.toFixed(1) })) })),
+      },
+      {
+        title: 'CPU per GB',
+        unit: 'CPU s/GB',
+        groups: WORKLOADS.map((w) => ({ label: w.label, bars: results.filter((r) => r.workload === w.id).map((r) => ({ label: r.mode.label, value: r.cpuSecPerGB, note: r.cpuSecPerGB.toFixed(2) })) })),
+      },
+    ],
+    { title: 'ebpf-xds data path: client → middlebox → server over veth', caption: `load average at start ${load}; ${seconds} s per run` },
+  );
+  writeFileSync(SVG, svg);
+  process.stderr.write(`[bench:datapath] wrote ${DOC} and ${SVG}\n`);
+}
+
+await main();
