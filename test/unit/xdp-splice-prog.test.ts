@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { XdpMaps, type XdpConnValue, type XdpKeyValue } from '../../src/agent/bpf/datapath-xdp.js';
+import { XdpDatapath, XdpMaps, type XdpConnValue, type XdpKeyValue } from '../../src/agent/bpf/datapath-xdp.js';
 import { ipToBytes } from '../../src/agent/bpf/ip-bytes.js';
 import { FwdStats, XDP_META_MAGIC, XdpConn, XdpEvent, XdpFlag, XdpKey, XdpMeta, XdpState, XdpStats } from '../../src/agent/bpf/layout-xdp.js';
 import { PerCpuMap } from '../../src/agent/bpf/map.js';
 import { withNetns } from '../../src/agent/bpf/netns.js';
 import { BpfObject, type BpfProgram } from '../../src/agent/bpf/object.js';
 import { bpfObjectPath } from '../../src/agent/bpf/objects.js';
-import { PinLayout, removePinTree } from '../../src/agent/bpf/pins.js';
+import { listPins, PinLayout, removePinTree } from '../../src/agent/bpf/pins.js';
 import { U32 } from '../../src/agent/bpf/struct-codec.js';
 import { blankConn } from '../../src/agent/proxy/xdp-pairing.js';
 import { Topology, type Iface } from '../support/netns.js';
@@ -463,6 +463,17 @@ describe('XDP splice program (BPF_PROG_TEST_RUN)', () => {
     expect(guard.testRun({ data: fromM1 }).retval).toBe(TC_ACT_SHOT);
     expect(guard.testRun({ data: other }).retval).toBe(TC_ACT_OK);
     expect(stats().guard_dropped).toBe(1n);
+  });
+
+  it('attach refuses an interface without IPv4 forwarding or an unknown one, and leaves nothing behind', () => {
+    // Host c routes nothing (forwarding off): bpf_fib_lookup would drop every spliced packet.
+    const pins = new PinLayout(join(root, 'attach-refused'));
+    expect(() => XdpDatapath.attach({ pins, interfaces: ['eth0'], netns: topo.host('c').nsPath })).toThrow(
+      /interface "eth0" has IPv4 forwarding off; .*sysctl -w net\.ipv4\.conf\.eth0\.forwarding=1/,
+    );
+    expect(() => XdpDatapath.attach({ pins, interfaces: ['eth9'], netns: ns })).toThrow(/interface "eth9" not found in this network namespace/);
+    expect(listPins(pins.root)).toEqual([]); // nothing loaded, nothing pinned
+    removePinTree(pins.root);
   });
 
   it('minimal forwarder: routes, decrements TTL with a valid checksum, rewrites MACs; passes local traffic', () => {

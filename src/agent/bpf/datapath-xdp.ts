@@ -167,6 +167,14 @@ export class XdpDatapath {
   static attach(opts: XdpDatapathOptions): XdpDatapath {
     if (opts.interfaces.length === 0) throw new Error('XDP splice needs at least one interface');
     const dir = XdpDatapath.dirOf(opts.pins);
+    // Check every interface before anything is loaded or pinned: bad input changes nothing.
+    const ifindexes = withNetns(opts.netns, () =>
+      opts.interfaces.map((name) => {
+        const ifindex = ifIndex(name);
+        checkForwarding(name);
+        return ifindex;
+      }),
+    );
     const maxEntries = opts.maxConns ? { xdp_conns: opts.maxConns } : undefined;
     const xdp = BpfObject.load(opts.objectPaths?.xdp ?? bpfObjectPath('xdp_splice'), { pinDir: dir, ...(maxEntries ? { maxEntries } : {}) });
     let tc: BpfObject | undefined;
@@ -175,9 +183,8 @@ export class XdpDatapath {
       tc = BpfObject.load(opts.objectPaths?.tc ?? bpfObjectPath('tc_splice'), { pinDir: dir, ...(maxEntries ? { maxEntries } : {}) });
       const maps = XdpMaps.fromObject(xdp);
       withNetns(opts.netns, () => {
-        for (const name of opts.interfaces) {
-          const ifindex = ifIndex(name);
-          checkForwarding(name);
+        for (const [i, name] of opts.interfaces.entries()) {
+          const ifindex = ifindexes[i]!;
           const ifDir = opts.pins.xdp(name);
           mkdirSync(ifDir, { recursive: true });
           const key = U32.encode({ v: ifindex });
