@@ -3,7 +3,7 @@
 // the pinned XDP splice maps (the datapath is attached by the test). One JSON line per event
 // on stdout; when stdin closes it prints a summary and exits.
 //   --listen PORT --upstream HOST:PORT --maps DIR [--idle-ms N] [--wscale rescale|fallback]
-//   [--max-attempts N] [--splice-after BYTES] [--no-splice]
+//   [--max-attempts N] [--splice-after BYTES] [--splice-after-ms MS] [--no-splice]
 import net from 'node:net';
 import { XdpMaps } from '../../src/agent/bpf/datapath-xdp.js';
 import { spliceXdp, type XdpSpliceReport } from '../../src/agent/proxy/splice-xdp.js';
@@ -38,11 +38,13 @@ const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (
     const idle = num('idle-ms');
     const attempts = num('max-attempts');
     const after = num('splice-after');
+    const afterMs = num('splice-after-ms');
     spliceXdp(down, up, {
       ...(maps ? { maps } : {}),
       ...(idle !== undefined ? { idleTimeoutMs: idle } : {}),
       ...(attempts !== undefined ? { maxAttempts: attempts } : {}),
       ...(after !== undefined ? { spliceAfterBytes: after } : {}),
+      ...(afterMs !== undefined ? { spliceAfterMs: afterMs } : {}),
       wscale: (opt('wscale') ?? 'rescale') as WscalePolicy,
       watchIntervalMs: 50,
     }).then((r: XdpSpliceReport) => {

@@ -27,8 +27,15 @@ export interface XdpSpliceOptions {
   wscale?: WscalePolicy;
   /** Pairing attempts before the connection stays a user-space copy for good (default 8). */
   maxAttempts?: number;
-  /** Start pairing once this many bytes went through user space, either way (default 1). */
+  /**
+   * Pair once this many bytes went through user space, either way (default 128 KiB), or once the
+   * connection is spliceAfterMs old and has carried a byte. Pairing holds the connection's
+   * traffic for about a round trip and costs a few syscalls per poll: it pays off for long or
+   * large connections, not for short ones, which end in user space before either threshold.
+   */
   spliceAfterBytes?: number;
+  /** See spliceAfterBytes (default 1000 ms). */
+  spliceAfterMs?: number;
   /** Bytes already read from downstream, to send upstream first. */
   initial?: Buffer;
   /** How often the pair is checked once spliced (default 250 ms). */
@@ -100,6 +107,9 @@ class XdpSplice {
   private readonly idleMs: number;
   private readonly maxAttempts: number;
   private readonly spliceAfter: number;
+  private readonly spliceAfterMs: number;
+  private readonly startedAt = Date.now();
+  private ageTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger | undefined;
   private ends: [End, End] | undefined;
   private dirs: [Direction, Direction] | undefined;
@@ -133,7 +143,8 @@ class XdpSplice {
   ) {
     this.idleMs = opts.idleTimeoutMs ?? 3_600_000;
     this.maxAttempts = opts.maxAttempts ?? 8;
-    this.spliceAfter = opts.spliceAfterBytes ?? 1;
+    this.spliceAfter = opts.spliceAfterBytes ?? 128 * 1024;
+    this.spliceAfterMs = opts.spliceAfterMs ?? 1000;
     this.log = opts.logger;
   }
 
@@ -185,6 +196,10 @@ class XdpSplice {
     }
     for (const dir of this.dirs) this.wire(dir);
     this.armIdleTimer();
+    if (maps && !this.fallbackReason) {
+      this.ageTimer = setTimeout(() => this.maybeAttempt(), this.spliceAfterMs);
+      this.ageTimer.unref();
+    }
     if (this.opts.initial && this.opts.initial.length > 0) this.forward(this.dirs[0], this.opts.initial);
   }
 
@@ -246,6 +261,7 @@ class XdpSplice {
     if (this.finished) return;
     this.finished = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
+    if (this.ageTimer) clearTimeout(this.ageTimer);
     const dirs = this.dirs;
     this.resolve({
       mode: this.mode,
@@ -307,7 +323,8 @@ class XdpSplice {
     if (this.attempting || this.finished || this.mode !== 'userspace' || !this.opts.maps || this.fallbackReason) return;
     if (this.attempts >= this.maxAttempts || Date.now() < this.retryAt) return;
     const [a, b] = this.dirs!;
-    if (a.bytes + b.bytes < this.spliceAfter) return;
+    const bytes = a.bytes + b.bytes;
+    if (bytes === 0 || (bytes < this.spliceAfter && Date.now() - this.startedAt < this.spliceAfterMs)) return;
     this.attempting = true;
     setImmediate(() => {
       this.attempt()
@@ -344,11 +361,11 @@ class XdpSplice {
 
   private async waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
     const t0 = Date.now();
-    for (;;) {
+    for (let i = 0; ; i++) {
       this.checkAlive();
       if (cond()) return true;
       if (Date.now() - t0 > timeoutMs) return false;
-      await sleep(1);
+      await sleep(i < 20 ? 1 : 5); // the first round trips on a LAN take well under 20 ms
     }
   }
 
