@@ -4,6 +4,10 @@
 // measures. One JSON line on stdout when done.
 //   sink   --port P --flows N            accept N connections, discard, report bytes and timing
 //   source --host H --port P --flows N --seconds S   N connections sending for S seconds
+// Short connections (--conn-bytes B): the source keeps N connections at a time, each sending B
+// bytes, closing its side and waiting for the sink to close; it reports connections, bytes and
+// timing. The sink (--many) accepts any number of connections, closes each at end of stream, and
+// runs until killed.
 import net from 'node:net';
 
 const args = process.argv.slice(2);
@@ -14,7 +18,42 @@ const opt = (name, def) => {
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
-if (args[0] === 'sink') {
+if (args[0] === 'sink' && args.includes('--many')) {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', () => undefined);
+    s.on('end', () => s.end());
+    s.on('error', () => undefined);
+  });
+  server.listen({ port: opt('port', 0), host: '::' }, () => emit({ event: 'listening', port: server.address().port }));
+} else if (args[0] === 'source' && opt('conn-bytes', 0) > 0) {
+  const size = opt('conn-bytes', 0);
+  const t0 = now();
+  const until = t0 + opt('seconds', 5) * 1000;
+  const buf = Buffer.alloc(size, 0x5a);
+  let conns = 0;
+  const worker = async () => {
+    while (now() < until) {
+      await new Promise((resolve, reject) => {
+        const s = net.connect({ host: opt('host', '127.0.0.1'), port: opt('port', 0), allowHalfOpen: true });
+        s.on('error', reject);
+        s.on('connect', () => s.end(buf));
+        s.on('close', resolve);
+        s.resume();
+      });
+      conns++;
+    }
+  };
+  Promise.all(Array.from({ length: opt('flows', 1) }, worker)).then(
+    () => {
+      emit({ event: 'done', conns, bytes: conns * size, ms: now() - t0 });
+      process.exit(0);
+    },
+    (e) => {
+      process.stderr.write(`source: ${e.message}\n`);
+      process.exit(1);
+    },
+  );
+} else if (args[0] === 'sink') {
   const flows = opt('flows', 1);
   let accepted = 0;
   let open = 0;
