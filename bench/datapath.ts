@@ -86,7 +86,7 @@ async function runOne(t: BenchTopology, mode: DatapathMode, flows: number, connB
     }
   });
   await Promise.race([ready, sink.result]);
-  const inst = await mode.start(t, sinkPort);
+  const inst = await mode.start(t, sinkPort, { shortConnections: false });
   try {
     const c0 = cpuJiffies();
     const source = runJson(t.client, process.execPath, [ENDPOINT, 'source', '--host', inst.host, '--port', String(inst.port), '--flows', String(flows), '--seconds', String(seconds)], 'done');
@@ -116,7 +116,7 @@ async function runShort(t: BenchTopology, mode: DatapathMode, flows: number, con
   });
   sink.result.catch(() => undefined); // killed at the end: its exit is expected
   await ready;
-  const inst = await mode.start(t, sinkPort);
+  const inst = await mode.start(t, sinkPort, { shortConnections: true });
   try {
     const c0 = cpuJiffies();
     const args = [ENDPOINT, 'source', '--host', inst.host, '--port', String(inst.port), '--flows', String(flows), '--seconds', String(seconds), '--conn-bytes', String(connBytes)];
