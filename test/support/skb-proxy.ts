@@ -53,7 +53,9 @@ export interface ProxyOptions {
 }
 
 export async function startSkbProxy(host: Host, o: ProxyOptions): Promise<RunningProxy> {
-  const args = [...(process.env['H3_CPU_PROF'] ? ['--cpu-prof', '--cpu-prof-dir=/tmp/h3prof'] : []), '--import', 'tsx', MAIN, '--upstream', o.upstream, '--listen', String(o.listen ?? 0)];
+  // SKB_PROXY_CPU_PROF=<dir> writes a V8 CPU profile of the proxy there (where does a run's time go?)
+  const prof = process.env['SKB_PROXY_CPU_PROF'];
+  const args = [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), '--import', 'tsx', MAIN, '--upstream', o.upstream, '--listen', String(o.listen ?? 0)];
   if (o.pins) args.push('--pins', o.pins);
   if (o.cgroup) args.push('--cgroup', o.cgroup);
   if (o.handoverTimeoutMs !== undefined) args.push('--handover-timeout', String(o.handoverTimeoutMs));

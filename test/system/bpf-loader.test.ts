@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cgroup2Mount } from '../../src/agent/bpf/cgroup.js';
 import { SkbDatapath } from '../../src/agent/bpf/datapath-skb.js';
 import { BpfError } from '../../src/agent/bpf/errors.js';
 import { bpfFdInfo, tcAttach, tcDetach, tcHookDestroy, tcQuery } from '../../src/agent/bpf/link.js';
@@ -105,6 +106,12 @@ describe('libbpf loader', () => {
     expect(existsSync(env.pins.skb)).toBe(false);
     expect(() => second.detach()).not.toThrow();
     expect(() => SkbDatapath.detachPinned(env.pins.skb)).not.toThrow();
+  });
+
+  it('refuses the root cgroup unless asked to', () => {
+    expect(() => SkbDatapath.attach({ pins: env.pins, cgroup: cgroup2Mount() })).toThrow(/refusing to attach sockops to the root cgroup/);
+    expect(existsSync(join(env.pins.skb, 'link_sockops'))).toBe(false);
+    SkbDatapath.detachPinned(env.pins.skb);
   });
 
   it('iterates maps by batch and key by key, and sums per-CPU values', () => {

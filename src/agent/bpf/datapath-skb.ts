@@ -4,8 +4,8 @@
 // SkbMaps is the pairing side: any process (the agent's proxy, a test fixture, a patched Envoy)
 // opens the pinned maps and follows the pairing contract in docs/bpf.md.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { cgroupOf } from './cgroup.js';
+import { join, resolve } from 'node:path';
+import { cgroup2Mount, cgroupOf } from './cgroup.js';
 import { BpfError } from './errors.js';
 import { PortKey, PortVal } from './layout-shared.js';
 import { PairState, SkbPair, SkbSock, SkbStats } from './layout-skb.js';
@@ -154,6 +154,11 @@ export interface SkbDatapathOptions {
   pins: PinLayout;
   /** cgroup v2 directory whose sockets sockops sees (default: this process's own cgroup). */
   cgroup?: string;
+  /**
+   * Allow the root cgroup (where sockops would see every socket of the host). Without it,
+   * attach() refuses the root, also when it is this process's own cgroup.
+   */
+  allowRootCgroup?: boolean;
   /** Map capacities (max_entries), applied when the maps are first created. */
   capacity?: { socks?: number; ports?: number };
   /** Verdict attach type: stream_verdict (default) or skb_verdict; both skip the strparser. */
@@ -179,6 +184,11 @@ export class SkbDatapath {
     const dir = opts.pins.skb;
     const cgroup = opts.cgroup ?? cgroupOf('self');
     if (!existsSync(join(cgroup, 'cgroup.procs'))) throw new Error(`cgroup ${cgroup} does not exist (no cgroup.procs); give a cgroup v2 directory`);
+    if (resolve(cgroup) === resolve(cgroup2Mount()) && !opts.allowRootCgroup) {
+      throw new Error(
+        `refusing to attach sockops to the root cgroup ${cgroup}: it would watch every socket of the host. Run the agent in its own cgroup (a systemd service or a container has one), name one explicitly, or allow the root on purpose`,
+      );
+    }
     const cap = opts.capacity ?? {};
     const maxEntries: Record<string, number> = {};
     if (cap.socks) Object.assign(maxEntries, { skb_socks: cap.socks, skb_pairs: cap.socks, skb_sock_stats: cap.socks });

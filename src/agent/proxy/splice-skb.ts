@@ -9,9 +9,9 @@
 // consumed; unread bytes stay in the socket (socket.unshift).
 //
 // The handover, and the kernel behaviours behind its shape (Linux 6.x, measured; docs/bpf.md):
-//  1. Stop reading both sockets, and read each up to exactly its FIONREAD. The verdict takes
-//     whole skbs from the head of the receive queue; an skb user space had read only part of
-//     would be redirected whole, its first part sent twice. FIONREAD ends at an skb boundary.
+//  1. Stop reading both sockets, and read each until it holds nothing. The verdict takes whole
+//     skbs from the head of the receive queue; an skb user space had read only part of would be
+//     redirected whole, its first part sent twice. An empty receive queue has no such skb.
 //  2. Wait until everything read is in the other socket's kernel send queue (Node's write
 //     queues flushed). Bytes that arrive meanwhile wait, untouched, in the receive queues.
 //  3. In one synchronous step, pair the sockets and put both into the SOCKHASH. The verdict then
@@ -24,7 +24,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SkbMaps } from '../bpf/datapath-skb.js';
 import { PairState } from '../bpf/layout-skb.js';
-import { bytesWritten, dupFd, inq, recvNonBlocking, socketCookie, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
+import { bytesWritten, dupFd, recvNonBlocking, socketCookie, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
 
 /** kernel: handed over; fallback: maps were there but the connection was copied to its end;
  * userspace: no maps, plain copy; broken: a redirect failed after the handover. */
@@ -240,21 +240,21 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       flow(); // copy at full speed from now on
     };
 
-    // Step 1: stop reading; hand Node's buffered bytes on; read each socket up to its FIONREAD.
-    // Repeated whenever Node managed to read meanwhile (alignedAt tells), since Node's last read
-    // may have ended inside an skb.
+    // Step 1: stop reading; hand Node's buffered bytes on; read each socket until it holds
+    // nothing (EAGAIN). Repeated whenever Node managed to read meanwhile (alignedAt tells), since
+    // Node's last read may have ended inside an skb. (Reading exactly FIONREAD bytes is not
+    // enough: TCP coalesces a newly arrived skb into the tail of the receive queue, so the old
+    // end of the queue can end up inside an skb; an empty queue has no tail to grow.)
     const align = () => {
       const rawBuf = rawBuffer();
       flow();
       for (const d of dirs) {
         // read() hands Node's buffered bytes to the 'data' handler, which forwards them
         while (d.src.sock.readableLength > 0 && d.src.sock.read() !== null);
-        let left = inq(d.src.fd!);
-        while (left > 0) {
-          const n = recvNonBlocking(d.src.fd!, left >= rawBuf.length ? rawBuf : rawBuf.subarray(0, left));
-          if (!n) break;
+        for (;;) {
+          const n = recvNonBlocking(d.src.fd!, rawBuf);
+          if (!n) break; // EAGAIN, or end of stream (Node sees it too)
           d.rawRead += n;
-          left -= n;
           forward(d, Buffer.from(rawBuf.subarray(0, n)));
         }
         d.alignedAt = d.src.sock.bytesRead;
