@@ -1,6 +1,7 @@
 // The `ebpf-xds` command. Each subcommand lives in src/cli/<name>.ts and registers itself here;
 // this file only wires them, so parts stay independent (see DESIGN.md, "Parts").
 import { Command } from 'commander';
+import { registerAgent } from './cli/agent.js';
 import { registerConfigCommands } from './cli/config-commands.js';
 import { registerControlPlane } from './cli/control-plane.js';
 
@@ -9,7 +10,7 @@ const program = new Command('ebpf-xds')
   .showHelpAfterError()
   .enablePositionalOptions();
 
-const registrations: Array<(p: Command) => void> = [registerControlPlane, registerConfigCommands];
+const registrations: Array<(p: Command) => void> = [registerControlPlane, registerAgent, registerConfigCommands];
 for (const register of registrations) register(program);
 
 await program.parseAsync(process.argv);

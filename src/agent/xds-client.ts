@@ -51,6 +51,8 @@ export interface XdsClientOptions {
   /** Registry for the exds_xds_* metrics (none when absent). */
   registry?: Registry;
   channelOptions?: grpc.ChannelOptions;
+  /** How long a listener update waits for the endpoints of newly subscribed clusters (default 5 s). */
+  initialFetchTimeoutMs?: number;
 }
 
 export interface TypeStatus {
@@ -147,6 +149,11 @@ export class XdsClient {
   private connected = false;
   private lastError: string | undefined;
   private closed = false;
+  /** A listener response waiting for endpoints (see onResponse). */
+  private deferred: { s: Stream; ts: TypeState; parsed: ParsedResponse } | undefined;
+  private deferTimer: NodeJS.Timeout | undefined;
+  /** EDS names by the time they were subscribed to, until their first assignment arrives. */
+  private readonly edsSince = new Map<string, number>();
 
   constructor(private readonly opts: XdsClientOptions) {
     this.log = opts.logger.child({ component: 'xds-client' });
@@ -215,6 +222,7 @@ export class XdsClient {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.dropDeferred();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const s = this.stream;
@@ -259,6 +267,7 @@ export class XdsClient {
     if (s.ended) return;
     s.ended = true;
     if (this.stream === s) this.stream = undefined;
+    this.dropDeferred();
     this.setConnected(false);
     this.metrics?.streamEnds.inc({ code: grpc.status[code] ?? String(code) });
     if (this.closed) return;
@@ -280,6 +289,12 @@ export class XdsClient {
       this.timer = undefined;
       this.open();
     }, delay);
+  }
+
+  private dropDeferred(): void {
+    this.deferred = undefined;
+    if (this.deferTimer) clearTimeout(this.deferTimer);
+    this.deferTimer = undefined;
   }
 
   private setConnected(v: boolean): void {
@@ -382,8 +397,13 @@ export class XdsClient {
     const removed = [...ts.names].filter((n) => !want.has(n));
     if (added.length === 0 && removed.length === 0) return;
     ts.names = want;
+    const now = Date.now();
+    for (const n of added) if (!ts.resources.has(n)) this.edsSince.set(n, now);
     // Assignments of clusters that are gone are forgotten (SotW EDS cannot delete them).
-    for (const n of removed) ts.resources.delete(n);
+    for (const n of removed) {
+      ts.resources.delete(n);
+      this.edsSince.delete(n);
+    }
     const s = this.stream;
     if (!s || s.ended) return;
     this.log.debug({ subscribe: added, unsubscribe: removed }, 'EDS subscription changes');
@@ -409,7 +429,7 @@ export class XdsClient {
       this.lastError = undefined;
       this.log.info({ target: this.opts.target, protocol: s.protocol, stream: s.id }, 'xDS stream established');
     }
-    let parsed: { typeUrl: string; version: string; nonce: string; problems: string[]; apply: (ts: TypeState) => void };
+    let parsed: ParsedResponse;
     try {
       parsed = s.protocol === 'sotw' ? parseSotw(buf) : parseDelta(buf);
     } catch (e) {
@@ -428,7 +448,47 @@ export class XdsClient {
       });
       return;
     }
+    if (ts.typeUrl === ResourceType.Listener && this.edsPending().length > 0) {
+      // Listener warming: a listener update waits for the endpoints of clusters it may use, as
+      // Envoy's listeners wait for their clusters to warm ("Resource warming"), up to the
+      // initial fetch timeout of each name.
+      this.deferred = { s, ts, parsed };
+      const wait = Math.max(0, Math.min(...this.edsPending().map((n) => this.edsWaitUntil(n))) - Date.now());
+      this.log.debug({ waitingFor: this.edsPending(), ms: wait }, 'listener update waits for endpoints');
+      this.deferTimer = setTimeout(() => void this.enqueue(() => this.runDeferred(true)), wait);
+      return;
+    }
+    await this.process(s, ts, parsed);
+    if (ts.typeUrl === ResourceType.ClusterLoadAssignment) await this.runDeferred(false);
+  }
+
+  /** EDS names subscribed to whose first assignment has not arrived within the initial fetch timeout. */
+  private edsPending(): string[] {
+    const ts = this.types.get(ResourceType.ClusterLoadAssignment)!;
+    const now = Date.now();
+    return [...this.edsSince.keys()].filter((n) => ts.names.has(n) && !ts.resources.has(n) && this.edsWaitUntil(n) > now);
+  }
+
+  private edsWaitUntil(name: string): number {
+    return (this.edsSince.get(name) ?? 0) + (this.opts.initialFetchTimeoutMs ?? 5000);
+  }
+
+  /** Processes a listener update that waited for endpoints, once they came (or the wait ended). */
+  private async runDeferred(timedOut: boolean): Promise<void> {
+    const d = this.deferred;
+    if (!d || (!timedOut && this.edsPending().length > 0)) return;
+    this.deferred = undefined;
+    if (this.deferTimer) clearTimeout(this.deferTimer);
+    this.deferTimer = undefined;
+    if (d.s.ended || this.stream !== d.s) return;
+    if (timedOut && this.edsPending().length > 0) this.log.warn({ missing: this.edsPending() }, 'endpoints did not arrive in time; applying the listeners without them');
+    await this.process(d.s, d.ts, d.parsed);
+  }
+
+  private async process(s: Stream, ts: TypeState, parsed: ParsedResponse): Promise<void> {
     parsed.apply(ts);
+    // A name the response answered (with an assignment, or as removed: it does not exist) waits no more.
+    for (const n of parsed.names) this.edsSince.delete(n);
     this.log.debug({ type: shortType(ts.typeUrl), version: parsed.version, resources: ts.resources.size }, 'xDS response');
     let outcome: ApplyOutcome;
     try {
@@ -442,6 +502,16 @@ export class XdsClient {
     this.updateEds(outcome.edsNames);
     this.reply(s, ts, parsed.version, parsed.nonce, [...parsed.problems, ...(outcome.problems.get(ts.typeUrl) ?? [])]);
   }
+}
+
+interface ParsedResponse {
+  typeUrl: string;
+  version: string;
+  nonce: string;
+  problems: string[];
+  /** Names the response carries or removes. */
+  names: string[];
+  apply: (ts: TypeState) => void;
 }
 
 function nackMessage(problems: readonly string[]): string {
@@ -467,7 +537,7 @@ function decodeAny(typeUrl: string, any: { type_url?: string; value?: Uint8Array
   return { name: resourceName(typeUrl, json), json };
 }
 
-function parseSotw(buf: Buffer) {
+function parseSotw(buf: Buffer): ParsedResponse {
   const m = protoRegistry().type('envoy.service.discovery.v3.DiscoveryResponse').decode(buf) as unknown as Plain;
   const typeUrl = String(m['type_url'] ?? '');
   const version = String(m['version_info'] ?? '');
@@ -488,6 +558,7 @@ function parseSotw(buf: Buffer) {
     version,
     nonce,
     problems,
+    names: [...got.keys()],
     apply(ts: TypeState): void {
       // LDS and CDS responses carry the complete set: absence means deletion ("Deleting
       // Resources"). Other types carry only what changed.
@@ -497,7 +568,7 @@ function parseSotw(buf: Buffer) {
   };
 }
 
-function parseDelta(buf: Buffer) {
+function parseDelta(buf: Buffer): ParsedResponse {
   const m = protoRegistry().type('envoy.service.discovery.v3.DeltaDiscoveryResponse').decode(buf) as unknown as Plain;
   const typeUrl = String(m['type_url'] ?? '');
   const nonce = String(m['nonce'] ?? '');
@@ -521,6 +592,7 @@ function parseDelta(buf: Buffer) {
     version,
     nonce,
     problems,
+    names: [...got.keys(), ...removed],
     apply(ts: TypeState): void {
       for (const n of removed) ts.resources.delete(n);
       for (const [n, h] of got) ts.resources.set(n, h);

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ApiClient } from '../../src/api/client.js';
+import type { Host } from './netns.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -41,15 +42,15 @@ export interface StartOptions {
   xdsPort?: number;
   apiPort?: number;
   timeoutMs?: number;
+  /** Run inside this topology host's network namespace (then `api` works only from inside it). */
+  host?: Host;
 }
 
-/** Spawns the CLI exactly as operators run it (through tsx, no build step). */
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** Spawns the CLI exactly as operators run it (through tsx, no build step), optionally inside a topology host. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, host?: Host): ChildProcess {
+  const argv = ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), ...args];
+  const opts = { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
+  return host ? host.spawn(process.execPath, argv, opts) : spawn(process.execPath, argv, opts);
 }
 
 export async function startControlPlane(opts: StartOptions): Promise<ControlPlaneProcess> {
@@ -67,7 +68,7 @@ export async function startControlPlane(opts: StartOptions): Promise<ControlPlan
     opts.tokenFile.file,
     ...(opts.args ?? []),
   ];
-  const proc = spawnCli(args);
+  const proc = spawnCli(args, {}, opts.host);
   let err = '';
   let out = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => proc.once('exit', (code, signal) => res({ code, signal })));
