@@ -58,16 +58,16 @@ async function parseAs(argv: string[], env: Record<string, string> = {}): Promis
 }
 
 /**
- * Subcommands the artifacts run that the CLI does not have yet. `ebpf-xds agent` arrives with the
- * node agent (issue 6). The first test fails when this list is out of date either way: a missing
- * subcommand not listed here, or a listed one that now exists (then delete it here, and its
- * command lines get parsed like the others).
+ * Subcommands the artifacts run that the CLI does not have yet (none now). The first test fails
+ * when this list is out of date either way: a missing subcommand not listed here, or a listed one
+ * that now exists (then delete it here, and its command lines get parsed like the others).
  */
-const PENDING_SUBCOMMANDS = ['agent'];
+const PENDING_SUBCOMMANDS: string[] = [];
 
 const compose = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as Json;
 const K8S_ENV = {
   NODE_NAME: 'node-1',
+  HOST_IP: '192.0.2.10',
   EBPF_XDS_CLUSTER: 'ebpf-xds',
   EBPF_XDS_CONTROL_PLANE: 'ebpf-xds-control-plane.ebpf-xds.svc:18000',
 };
@@ -105,8 +105,15 @@ describe('deploy command lines against the real CLI', () => {
 
   it.each(['default', 'mtls'])('Kubernetes %s: the agent DaemonSet', async (build) => {
     const opts = await parseAs(containerArgs(builds[build]!, 'DaemonSet', 'agent'), K8S_ENV);
-    if (opts === undefined) return; // `agent` is pending (see PENDING_SUBCOMMANDS)
-    expect(opts).toMatchObject({ nodeId: 'node-1', cluster: 'ebpf-xds', proxy: 'embedded' });
+    expect(opts).toMatchObject({
+      controlPlane: 'ebpf-xds-control-plane.ebpf-xds.svc:18000',
+      nodeId: 'node-1',
+      cluster: 'ebpf-xds',
+      proxy: 'embedded',
+      metricsPort: 9901,
+      metricsHost: '192.0.2.10',
+      pinRoot: '/sys/fs/bpf/ebpf-xds',
+    });
     if (build === 'mtls') expect(opts).toMatchObject({ tlsCert: '/etc/ebpf-xds/tls/tls.crt', tlsCa: '/etc/ebpf-xds/tls/ca.crt' });
   });
 
