@@ -76,7 +76,7 @@ export class Agent {
   static async start(opts: AgentOptions): Promise<Agent> {
     const log = opts.logger;
     onLibbpfMessage((m) => (m.level === 'warn' ? log.warn({ libbpf: m.text.trim() }, 'libbpf') : log.debug({ libbpf: m.text.trim() }, 'libbpf')));
-    const credentials = opts.tls ? tlsCredentials(opts.tls) : undefined;
+    const credentials = opts.tls ? xdsTlsCredentials(opts.tls) : undefined;
     let pins: PinLayout;
     try {
       pins = new PinLayout(opts.pinRoot);
@@ -238,7 +238,8 @@ export class Agent {
   }
 }
 
-function tlsCredentials(files: AgentTlsFiles): grpc.ChannelCredentials {
+/** gRPC channel credentials for xDS over TLS with a client certificate; errors name the file and the flag. */
+export function xdsTlsCredentials(files: AgentTlsFiles): grpc.ChannelCredentials {
   const read = (file: string, flag: string): Buffer => {
     try {
       return readFileSync(file);

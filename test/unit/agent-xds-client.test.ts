@@ -3,15 +3,22 @@
 // view while the good resources stay applied, a retry that ACKs a NACKed version once it
 // applies, reconnect with backoff keeping the last config and resuming with
 // initial_resource_versions, and the fallback to SotW when the server has no Delta.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { AgentStartError, xdsTlsCredentials } from '../../src/agent/agent.js';
 import { Backoff } from '../../src/agent/backoff.js';
 import { decodeState, type ResourceView } from '../../src/agent/decode.js';
 import { XdsClient, type ApplyOutcome, type ApplyTrigger } from '../../src/agent/xds-client.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { TypeUrl, type XdsResource } from '../../src/xds/resources.js';
 import { XdsServer } from '../../src/xds/server.js';
+import { protoRegistry } from '../../src/proto/registry.js';
 import { silentLogger } from '../../src/util/log.js';
 import { cla, edsCluster, startXdsServer, tcpListener, type RunningServer } from '../support/xds-fixtures.js';
 
@@ -233,5 +240,82 @@ describe('xDS client over SotW', () => {
     s.cache.setSnapshot('default', '2', resources(2));
     await rec.waitFor('version 2 over SotW', (v) => endpointPort(v) === 82 && v.listeners.size === 2);
     await until('ACK of LDS version 2', () => c.status().types.find((t) => t.typeUrl === TypeUrl.Listener)!.lastAck?.version === '2');
+  });
+});
+
+describe('xDS client over mTLS', () => {
+  it('connects with the agent\'s client certificate, and a certificate from another CA is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'exds-agent-tls-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const openssl = (...args: string[]) => promisify(execFile)('openssl', args, { cwd: dir });
+    const ca = async (name: string) => openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '1', '-subj', `/CN=${name}`);
+    const issue = async (name: string, by: string, ext: string) => {
+      writeFileSync(join(dir, `${name}.ext`), ext);
+      await openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+      await openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${by}.crt`, '-CAkey', `${by}.key`, '-CAcreateserial', '-days', '1', '-out', `${name}.crt`, '-extfile', `${name}.ext`);
+    };
+    await ca('ca');
+    await ca('rogue');
+    await issue('server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+    await issue('agent-1', 'ca', 'extendedKeyUsage=clientAuth\n');
+    await issue('intruder', 'rogue', 'extendedKeyUsage=clientAuth\n');
+    const pem = (f: string) => readFileSync(join(dir, f));
+    const s = await startXdsServer({ tls: { cert: pem('server.crt'), key: pem('server.key'), clientCa: pem('ca.crt') } });
+    cleanup.push(() => s.close());
+    s.cache.setSnapshot('default', '1', resources(1));
+    const files = (name: string) => ({ cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`), ca: join(dir, 'ca.crt') });
+    const rec = recorder();
+    const c = client(s.address, rec, { credentials: xdsTlsCredentials(files('agent-1')) });
+    c.start();
+    await rec.waitFor('the config over mTLS', (v) => v.listeners.size === 2);
+    expect(s.server.status()[0]).toMatchObject({ peerCertificate: 'agent-1' });
+    const bad = client(s.address, recorder(), { credentials: xdsTlsCredentials(files('intruder')) });
+    bad.start();
+    await until('a failed attempt', () => bad.status().failures > 0);
+    expect(bad.status()).toMatchObject({ connected: false, lastError: expect.stringMatching(/UNAVAILABLE/) });
+    expect(s.server.status()).toHaveLength(1);
+    expect(() => xdsTlsCredentials({ ...files('agent-1'), key: join(dir, 'missing.key') })).toThrow(AgentStartError);
+    expect(() => xdsTlsCredentials({ ...files('agent-1'), key: join(dir, 'missing.key') })).toThrow(/^--tls-key .*missing\.key: ENOENT/);
+  }, 30_000);
+});
+
+describe('listener warming', () => {
+  it('holds a listener update until the endpoints of newly subscribed clusters arrive', async () => {
+    // A Delta ADS server that answers LDS at once and EDS only after 300 ms.
+    const reg = protoRegistry();
+    const reqType = reg.type('envoy.service.discovery.v3.DeltaDiscoveryRequest');
+    const respType = reg.type('envoy.service.discovery.v3.DeltaDiscoveryResponse');
+    const byType = new Map<string, XdsResource[]>();
+    for (const r of resources(1)) byType.set(r.typeUrl, [...(byType.get(r.typeUrl) ?? []), r]);
+    const respond = (typeUrl: string, n: number) =>
+      Buffer.from(respType.encode(respType.fromObject({ type_url: typeUrl, nonce: String(n), system_version_info: '1', resources: (byType.get(typeUrl) ?? []).map((r) => ({ name: r.name, version: '1', resource: { type_url: typeUrl, value: Buffer.from(r.bytes) } })) })).finish());
+    const front = new grpc.Server();
+    const id = (b: Buffer) => b;
+    front.register(
+      '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
+      (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        let n = 0;
+        call.on('data', (b: Buffer) => {
+          const req = reqType.toObject(reqType.decode(b)) as { type_url: string; response_nonce?: string; resource_names_subscribe?: string[] };
+          if (req.response_nonce || !(req.resource_names_subscribe ?? []).length) return; // ACKs
+          const delay = req.type_url === TypeUrl.ClusterLoadAssignment ? 300 : 0;
+          setTimeout(() => call.write(respond(req.type_url, ++n)), delay);
+        });
+        call.on('end', () => call.end());
+      },
+      id,
+      id,
+      'bidi',
+    );
+    const port = await new Promise<number>((res, rej) => front.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    cleanup.push(() => front.forceShutdown());
+    const rec = recorder();
+    const c = client(`127.0.0.1:${port}`, rec);
+    c.start();
+    await rec.waitFor('all three types', (v) => v.listeners.size === 2 && endpointPort(v) === 81);
+    const triggers = rec.views.map((v) => (v.trigger.kind === 'response' ? v.trigger.typeUrl : 'retry'));
+    // The listener response came before the endpoints, but was applied after them.
+    expect(triggers).toEqual([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener]);
+    expect(endpointPort(rec.views[2]!.view)).toBe(81);
   });
 });
