@@ -49,10 +49,9 @@ export class SteerReconciler {
   /** Slots an earlier agent (or this one) left in the pinned map, by slotKey(address, port). */
   recovered(): Map<string, number> {
     const out = new Map<string, number>();
-    if (!this.dp && !existsSync(this.o.pins.steer)) return out;
-    const dp = this.dp;
-    if (!dp) return out; // read after attach; before, nothing needs it
-    for (const { key, value } of dp.ports.entries()) {
+    // Read after prepare(): a node with no listener to steer has nothing to take over.
+    if (!this.dp) return out;
+    for (const { key, value } of this.dp.ports.entries()) {
       const any = key.addr.every((b) => b === 0);
       if (any) {
         out.set(slotKey('0.0.0.0', key.port), value.slot);
