@@ -1,22 +1,22 @@
 // `ebpf-xds agent`: the node agent (xDS client, kernel datapaths, embedded proxy) until
 // SIGTERM/SIGINT. On exit its attachments stay pinned, so the next agent adopts them and spliced
 // connections keep flowing meanwhile (--detach-on-exit removes them instead).
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 
 function port(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw new Error(`"${value}" is not a port (0-65535)`);
+  if (!/^\d+$/.test(value) || n > 65535) throw new InvalidArgumentError(`"${value}" is not a port (0-65535)`);
   return n;
 }
 
 function hostPort(value: string): string {
-  if (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:/]+):\d{1,5}$/.test(value)) throw new Error(`"${value}" is not HOST:PORT (e.g. 10.0.0.1:18000 or [fd00::1]:18000)`);
+  if (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:/]+):\d{1,5}$/.test(value)) throw new InvalidArgumentError(`"${value}" is not HOST:PORT (e.g. 10.0.0.1:18000 or [fd00::1]:18000)`);
   return value;
 }
 
 function oneOf<T extends string>(values: readonly T[]) {
   return (value: string): T => {
-    if (!(values as readonly string[]).includes(value)) throw new Error(`"${value}" is not one of ${values.join(', ')}`);
+    if (!(values as readonly string[]).includes(value)) throw new InvalidArgumentError(`"${value}" is not one of ${values.join(', ')}`);
     return value as T;
   };
 }
