@@ -27,6 +27,7 @@ const TLS_TOOL = fileURLToPath(new URL('../support/proxy-tls-tool.mjs', import.m
 let topo: Topology;
 let env: BpfTestEnv;
 let dataDir: string;
+let tokenFile: { file: string; token: string };
 let cp: ControlPlaneProcess;
 let agent: AgentProcess;
 let api: NsApi;
@@ -149,7 +150,8 @@ beforeAll(async () => {
   s2Addr = topo.iface('s2', 'mb').ipv4;
   env = bpfTestEnv('agent-e2e');
   dataDir = mkdtempSync(join(tmpdir(), 'exds-agent-e2e-'));
-  cp = await startControlPlane({ dataDir, tokenFile: writeTokenFile(dataDir), host: mb });
+  tokenFile = writeTokenFile(dataDir);
+  cp = await startControlPlane({ dataDir, tokenFile, host: mb });
   api = new NsApi(mb, cp.apiUrl, cp.token);
   agent = await startAgent(mb, { controlPlane: `127.0.0.1:${cp.xdsPort}`, nodeId: 'mb-1', pinRoot: env.pins.root, cgroup: env.cgroup });
   // Backends that answer "port <n>" (for routing checks), and TLS servers named s1 and s2.
@@ -332,5 +334,17 @@ describe('agent with the control plane', () => {
     await applied(del.revision);
     await waitFor('the rule detached', async () => sample(await agent.metrics(), 'exds_datapath_attached', { datapath: 'firewall', interface: 'eth3' }) === 0);
     expect((await tcpProbe(c2, mbAddrC2, 7001)).outcome).toBe('connected');
+  }, 60_000);
+  it('keeps serving the last config while the control plane is away, and reconnects when it is back', async () => {
+    const { xdsPort, apiPort } = cp;
+    expect((await cp.stop()).code).toBe(0);
+    await waitFor('the stream to drop', async () => sample(await agent.metrics(), 'exds_xds_connected') === 0);
+    expect((await tcpProbe(client, mbAddr, 7001)).outcome).toBe('connected');
+    expect((await agent.get('/readyz')).status).toBe(200);
+    cp = await startControlPlane({ dataDir, tokenFile, host: mb, xdsPort, apiPort });
+    await waitFor('the agent to reconnect', async () => sample(await agent.metrics(), 'exds_xds_connected') === 1, 40_000, 250);
+    const status = await agent.status();
+    expect(status['xds']).toMatchObject({ connected: true, protocol: 'delta' });
+    expect((await tcpProbe(client, mbAddr, 7001)).outcome).toBe('connected');
   }, 60_000);
 });
