@@ -13,13 +13,12 @@ import { probeAttachTypes, type AttachProbe } from './attach-probe.js';
 import { cgroupOf, moveToCgroup } from './bpf/cgroup.js';
 import { onLibbpfMessage } from './bpf/libbpf.js';
 import { PinLayout } from './bpf/pins.js';
-import { decodeState, type ProxyMode } from './decode.js';
+import { decodeState, type ProxyMode, type ResourceView } from './decode.js';
 import { listInterfaces } from './interfaces.js';
 import { nodeInfo } from './node-info.js';
 import { EmbeddedProxy } from './proxy/proxy.js';
 import { Reconciler, type ReconcileReport } from './reconciler.js';
 import { XdsClient, type ApplyOutcome, type ApplyTrigger } from './xds-client.js';
-import type { ResourceView } from './decode.js';
 
 export interface AgentTlsFiles {
   cert: string;
