@@ -37,6 +37,8 @@ export class DeltaStream extends XdsStream {
     // server drop the subscription change ("Incremental xDS").
     if (req.responseNonce !== '' && req.responseNonce === ts.pendingNonce) {
       this.settle(ts, req.responseNonce, '', req.errorDetail);
+    } else if (req.responseNonce !== '') {
+      this.restate(ts, req.responseNonce, '', req.errorDetail);
     }
 
     if (first) {

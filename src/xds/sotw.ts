@@ -43,6 +43,7 @@ export class SotwStream extends XdsStream {
         return;
       }
       if (ts.pendingNonce === req.responseNonce) this.settle(ts, req.responseNonce, req.versionInfo, req.errorDetail);
+      else this.restate(ts, req.responseNonce, req.versionInfo, req.errorDetail);
     }
 
     const change = ts.sub.applySotw(req.resourceNames);

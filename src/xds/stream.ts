@@ -230,6 +230,26 @@ export abstract class XdsStream {
     }
   }
 
+  /**
+   * A client may report again on a response it already ACKed or NACKed, with the same nonce: e.g.
+   * an agent that NACKed a listener (interface missing) and applied it later, once the interface
+   * appeared. Nothing is resent and no metric moves; the status view follows the client's word,
+   * so /v1/nodes does not keep showing a rejection the client has since taken back.
+   */
+  protected restate(ts: TypeState, nonce: string, versionInfo: string, error: { code: number; message: string } | null): void {
+    const sent = ts.lastSent;
+    if (!sent || sent.nonce !== nonce) return;
+    const now = Date.now();
+    if (error) {
+      if (ts.lastNack?.nonce === nonce && ts.lastNack.message === error.message) return;
+      ts.lastNack = { version: sent.version, nonce, clientVersion: versionInfo, code: error.code, message: error.message, at: now };
+    } else if (ts.lastNack?.nonce === nonce || ts.acked?.nonce !== nonce) {
+      ts.acked = { version: versionInfo || sent.version, nonce, at: now };
+      if (ts.lastNack?.nonce === nonce) ts.lastNack = null;
+      this.log.info({ type: typeLabel(ts.typeUrl), version: ts.acked.version, nonce }, 'client now accepts a response it had rejected');
+    }
+  }
+
   /** Applies a subscription change to what must be sent. */
   protected applyChange(ts: TypeState, change: SubscriptionChange): void {
     if (change.wildcardAdded) ts.synced = null; // every resource is now of interest: full scan

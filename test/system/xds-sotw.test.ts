@@ -82,6 +82,24 @@ describe('SotW: ACK and NACK', () => {
     expect(metrics).toContain(`xds_nacks_total{type_url="${TypeUrl.Cluster}"} 1`);
   });
 
+  it('a client that later accepts a version it NACKed (same nonce) is shown as ACKed, and nothing is resent', async () => {
+    publish([edsCluster('c1')]);
+    const s = client.sotw();
+    s.subscribe(TypeUrl.Cluster);
+    s.ack(await s.nextOf(TypeUrl.Cluster));
+    const v2 = publish([edsCluster('c1', { connectTimeout: '2s' })]);
+    const r2 = await s.nextOf(TypeUrl.Cluster);
+    s.nack(r2, 'listener x: interface eth9 missing');
+    await s.expectNone(200);
+    expect(typeStatus(TypeUrl.Cluster).lastNack?.message).toBe('listener x: interface eth9 missing');
+    s.ack(r2);
+    await s.expectNone(300);
+    const st = typeStatus(TypeUrl.Cluster);
+    expect(st.acked).toMatchObject({ version: v2, nonce: r2.nonce });
+    expect(st.lastNack).toBeNull();
+    expect(srv.server.stats()).toMatchObject({ acks: 1, nacks: 1 });
+  });
+
   it('a request with a stale nonce gets no response and does not change the subscription', async () => {
     publish([cla('a', ep(1)), cla('b', ep(2))]);
     const s = client.sotw();
