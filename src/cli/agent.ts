@@ -1,25 +1,9 @@
 // `ebpf-xds agent`: the node agent (xDS client, kernel datapaths, embedded proxy) until
 // SIGTERM/SIGINT. On exit its attachments stay pinned, so the next agent adopts them and spliced
 // connections keep flowing meanwhile (--detach-on-exit removes them instead).
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { parseHostPort, parseOneOf, parsePort } from './arg-parsers.js';
 
-function port(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw new InvalidArgumentError(`"${value}" is not a port (0-65535)`);
-  return n;
-}
-
-function hostPort(value: string): string {
-  if (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:/]+):\d{1,5}$/.test(value)) throw new InvalidArgumentError(`"${value}" is not HOST:PORT (e.g. 10.0.0.1:18000 or [fd00::1]:18000)`);
-  return value;
-}
-
-function oneOf<T extends string>(values: readonly T[]) {
-  return (value: string): T => {
-    if (!(values as readonly string[]).includes(value)) throw new InvalidArgumentError(`"${value}" is not one of ${values.join(', ')}`);
-    return value as T;
-  };
-}
 
 interface Flags {
   controlPlane: string;
@@ -42,18 +26,18 @@ export function registerAgent(program: Command): void {
   program
     .command('agent')
     .description('run the node agent: xDS client of the control plane, eBPF datapaths (XDP, SKB, sk_lookup, drop rules) and the embedded splice proxy')
-    .requiredOption('--control-plane <host:port>', 'xDS address of the control plane', hostPort)
+    .requiredOption('--control-plane <host:port>', 'xDS address of the control plane', parseHostPort)
     .option('--node-id <id>', 'xDS node id (default: the hostname)')
     .option('--cluster <name>', 'xDS node cluster (node selectors match it)')
-    .option('--proxy <mode>', 'embedded: serve listeners with the built-in proxy; envoy: only attach programs and pin maps for an Envoy on this node', oneOf(['embedded', 'envoy'] as const), 'embedded')
-    .option('--metrics-port <port>', 'port of /metrics, /healthz, /readyz and /status', port, 9901)
+    .option('--proxy <mode>', 'embedded: serve listeners with the built-in proxy; envoy: only attach programs and pin maps for an Envoy on this node', parseOneOf(['embedded', 'envoy'] as const), 'embedded')
+    .option('--metrics-port <port>', 'port of /metrics, /healthz, /readyz and /status', parsePort, 9901)
     .option('--metrics-host <addr>', 'address of the metrics port', '127.0.0.1')
     .option('--pin-root <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/ebpf-xds')
     .option('--cgroup <path>', 'cgroup v2 directory sockops watches (default: the agent\'s own; embedded mode moves the agent into it)')
     .option('--tls-cert <file>', 'PEM client certificate for xDS over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--tls-ca <file>', 'PEM CA that signed the control plane\'s certificate')
-    .option('--xds-protocol <p>', 'auto (Delta, SotW when the server has no Delta), delta or sotw', oneOf(['auto', 'delta', 'sotw'] as const), 'auto')
+    .option('--xds-protocol <p>', 'auto (Delta, SotW when the server has no Delta), delta or sotw', parseOneOf(['auto', 'delta', 'sotw'] as const), 'auto')
     .option('--detach-on-exit', 'remove every attachment and pin on exit (uninstall) instead of leaving them to the next agent')
     .option('--log-level <level>', 'trace, debug, info, warn, error (default: $LOG_LEVEL or info)')
     .action(async (flags: Flags) => {

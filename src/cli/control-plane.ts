@@ -2,18 +2,8 @@
 // SIGTERM/SIGINT, then closes them in order (API, xDS streams, store).
 import type { Command } from 'commander';
 import type { ControlPlane, ControlPlaneOptions } from '../control-plane.js';
+import { parsePort, parsePositiveInt } from './arg-parsers.js';
 
-function port(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw new Error(`"${value}" is not a port (0-65535)`);
-  return n;
-}
-
-function positive(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1) throw new Error(`"${value}" is not a positive integer`);
-  return n;
-}
 
 interface Flags {
   xdsPort: number;
@@ -35,9 +25,9 @@ export function registerControlPlane(program: Command): void {
   program
     .command('control-plane')
     .description('run the xDS control plane: config store, xDS server (ADS, SotW and Delta) and REST API')
-    .option('--xds-port <port>', 'xDS gRPC port', port, 18000)
+    .option('--xds-port <port>', 'xDS gRPC port', parsePort, 18000)
     .option('--xds-host <addr>', 'xDS listen address', '0.0.0.0')
-    .option('--api-port <port>', 'REST API port', port, 8080)
+    .option('--api-port <port>', 'REST API port', parsePort, 8080)
     .option('--api-host <addr>', 'REST API listen address (only this host by default)', '127.0.0.1')
     .option('--data-dir <dir>', 'where the SQLite store and the generated API token live', './data')
     .option('--resources <file>', 'raw Envoy resources (YAML/JSON list with "@type") to load at start')
@@ -45,8 +35,8 @@ export function registerControlPlane(program: Command): void {
     .option('--xds-tls-cert <file>', 'PEM certificate for TLS on the xDS port')
     .option('--xds-tls-key <file>', 'PEM private key for TLS on the xDS port')
     .option('--xds-client-ca <file>', 'PEM CA: require client certificates signed by it (mTLS)')
-    .option('--history-limit <n>', 'revisions kept in the history', positive, 1000)
-    .option('--api-body-limit <bytes>', 'largest accepted API request body', positive, 4 * 1024 * 1024)
+    .option('--history-limit <n>', 'revisions kept in the history', parsePositiveInt, 1000)
+    .option('--api-body-limit <bytes>', 'largest accepted API request body', parsePositiveInt, 4 * 1024 * 1024)
     .option('--log-level <level>', 'trace, debug, info, warn, error (default: $LOG_LEVEL or info)')
     .action(async (flags: Flags) => {
       // Loaded here so other subcommands (apply, get) start without the server stack.
