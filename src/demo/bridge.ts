@@ -35,7 +35,7 @@ export async function bridge(from: BridgeEnd, to: BridgeEnd): Promise<Bridge> {
   if ('unix' in from) rmSync(from.unix, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new Error(`cannot listen on ${describe(from)} (to reach ${describe(to)}): ${e.code === 'EADDRINUSE' ? 'the port is in use; choose another one' : e.message}`)),
+      reject(new Error(`cannot listen on ${describe(from)} (to reach ${describe(to)}): ${e.code === 'EADDRINUSE' ? 'the address is in use; stop what holds it or choose another port' : e.message}`)),
     );
     if ('tcp' in from) server.listen(from.tcp.port, from.tcp.host, () => resolve());
     else server.listen(from.unix, () => resolve());

@@ -6,7 +6,7 @@
 // agent, the BPF counters and the control plane report. Everything it creates is registered
 // for cleanup the moment it exists, so stop() undoes a start that failed halfway as well.
 import http from 'node:http';
-import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, rmdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { stringify } from 'yaml';
@@ -23,8 +23,8 @@ import { parsePrometheus } from './prom-text.js';
 import { runState, sweepStaleDemos, type RunState } from './state.js';
 import { renderLine, renderTable } from './table.js';
 import { DemoTopology } from './topology.js';
-import type { DriveTarget, ProbeStats, ProbeTarget, TargetStats } from './traffic.js';
-import type { WorkerSpec } from './traffic-main.js';
+import type { ProbeStats, ProbeTarget, TargetStats } from './traffic.js';
+import type { DriveWorker, WorkerSpec } from './traffic-main.js';
 import { buildView, type MetricsSample } from './view.js';
 
 export interface DemoOptions {
@@ -151,6 +151,14 @@ export class Demo {
     const cp = this.cp;
     this.later('the control plane', () => cp.close());
     this.api = new ApiClient({ baseUrl: cp.apiUrl, token: readFileSync(cp.tokenFile, 'utf8').trim() });
+    // The agent's metrics port on this host: a Unix socket that the bridge in mb serves later.
+    // Bound now, so a port in use fails the start before anything else is built.
+    const metricsSock = join(this.state.runDir, 'agent-metrics.sock');
+    const metricsBridge = await bridge({ tcp: { host: '127.0.0.1', port: o.agentMetricsPort } }, { unix: metricsSock }).catch((e: unknown) => {
+      throw new Error(`--agent-metrics-port ${o.agentMetricsPort}: ${(e as Error).message}`);
+    });
+    this.agentMetricsPort = metricsBridge.port!;
+    this.later('the metrics bridge', () => metricsBridge.close());
 
     this.topo = await this.step('building the namespaces: client, middlebox (mb), servers s1 and s2, and a blocked client', () =>
       DemoTopology.create(process.pid, (ns) => this.later(`namespace ${ns.name}`, () => deleteNetns(ns.name))),
@@ -164,7 +172,6 @@ export class Demo {
     // xDS: the agent dials 127.0.0.1:18000 inside mb; the bridge there hands the connection to a
     // Unix socket, and this process connects it to the control plane's xDS port.
     const xdsSock = join(this.state.runDir, 'xds.sock');
-    const metricsSock = join(this.state.runDir, 'agent-metrics.sock');
     const toXds = await bridge({ unix: xdsSock }, { tcp: { host: '127.0.0.1', port: cp.xdsPort } });
     this.later('the xDS bridge', () => toXds.close());
     const nsBridge = this.spawn({
@@ -180,9 +187,6 @@ export class Demo {
       log: 'bridge.log',
     });
     await this.step('connecting the middlebox namespace to the control plane (xDS bridge)', () => nsBridge.waitFor('ready', 30_000));
-    const metricsBridge = await bridge({ tcp: { host: '127.0.0.1', port: o.agentMetricsPort } }, { unix: metricsSock });
-    this.agentMetricsPort = metricsBridge.port!;
-    this.later('the metrics bridge', () => metricsBridge.close());
 
     makeCgroup(join(this.state.cgroup, '..'), this.state.cgroup.slice(this.state.cgroup.lastIndexOf('/') + 1));
     this.later(`cgroup ${this.state.cgroup}`, () => removeCgroup(this.state.cgroup));
@@ -217,22 +221,21 @@ export class Demo {
       ),
     );
 
-    const pem = { cert, key };
     const servers = (['s1', 's2'] as const).map((name) =>
       this.spawn({
         what: `server ${name}`,
         ns: topo.host(name),
         script: 'src/demo/traffic-main.ts',
-        args: [JSON.stringify({ kind: 'serve', name, host: '0.0.0.0', ports: [{ port: SERVER_PORTS.plain }, { port: SERVER_PORTS.tls, tls: pem }] } satisfies WorkerSpec)],
+        args: [JSON.stringify({ kind: 'serve', name, host: '0.0.0.0', ports: [{ port: SERVER_PORTS.plain }, { port: SERVER_PORTS.tls, tls: { certFile: cert, keyFile: key } }] } satisfies WorkerSpec)],
         log: `server-${name}.log`,
       }),
     );
     await this.step('starting the servers s1 and s2 (plain on 9000, TLS on 9443)', () => Promise.all(servers.map((s) => s.waitFor('ready', 30_000))));
 
     const rate = o.rateMBps * 1e6;
-    const targets: DriveTarget[] = DEMO_LISTENERS.flatMap((l): DriveTarget[] =>
+    const targets: DriveWorker['targets'] = DEMO_LISTENERS.flatMap((l): DriveWorker['targets'] =>
       l.sni
-        ? l.sni.map((r) => ({ id: `${l.name}/${r.serverName}`, listener: l.name, host: a.mbForClient, port: l.port, conns: 1, bytesPerConn: Math.round(rate / l.sni!.length), rate: rate / l.sni!.length, tls: { servername: r.serverName, ca: cert, expect: r.server } }))
+        ? l.sni.map((r) => ({ id: `${l.name}/${r.serverName}`, listener: l.name, host: a.mbForClient, port: l.port, conns: 2, bytesPerConn: Math.round(rate / l.sni!.length), rate: rate / l.sni!.length, tls: { servername: r.serverName, caFile: cert, expect: r.server } }))
         : [{ id: l.name, listener: l.name, host: a.mbForClient, port: l.port, conns: 2, bytesPerConn: Math.round(rate * 2), rate }],
     );
     const probes: ProbeTarget[] = DEMO_LISTENERS.map((l) => ({ id: l.name, host: a.mbForBlocked, port: l.port, intervalMs: 1000, timeoutMs: 800 }));
@@ -282,6 +285,7 @@ export class Demo {
     return child;
   }
 
+  /** A self-signed certificate for both server names; returns the files (the key is mode 0600). */
   private async makeCert(): Promise<{ cert: string; key: string }> {
     const crt = join(this.state.runDir, 'demo-tls.crt');
     const key = join(this.state.runDir, 'demo-tls.key');
@@ -290,7 +294,8 @@ export class Demo {
       '-keyout', key, '-out', crt, '-days', '30', '-subj', '/CN=ebpf-xds demo',
       '-addext', 'subjectAltName=DNS:a.demo.test,DNS:b.demo.test',
     ]);
-    return { cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') };
+    chmodSync(key, 0o600);
+    return { cert: crt, key };
   }
 
   private async applyConfig(): Promise<void> {

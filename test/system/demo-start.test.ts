@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cgroup2Mount } from '../../src/agent/bpf/cgroup.js';
 import { listPins } from '../../src/agent/bpf/pins.js';
-import { alive, demoNetnsList, run } from '../../src/demo/netns.js';
+import { demoNetnsList, run } from '../../src/demo/netns.js';
 import { DEMO_CGROUP_PREFIX, DEMO_PIN_BASE, DEMO_RUN_BASE, sweepStaleDemos } from '../../src/demo/state.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -65,6 +65,25 @@ function lastStatus(out: string): Map<string, Record<string, string>> | undefine
 }
 
 const num = (f: Record<string, string> | undefined, k: string) => Number(f?.[k] ?? NaN);
+
+interface Proc {
+  pid: number;
+  /** Start time in clock ticks since boot: with the pid, the identity of a process (pids are reused). */
+  start: string;
+  cmd: string;
+}
+
+/** A live process (not a zombie), or undefined. */
+function procInfo(pid: number): Proc | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    return { pid, start: fields[19]!, cmd: readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 120) };
+  } catch {
+    return undefined;
+  }
+}
 
 afterAll(async () => {
   for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
@@ -131,9 +150,15 @@ describe('ebpf-xds start', () => {
     // What it made, before it stops.
     const namespaces = (await demoNetnsList()).filter((n) => n.owner === pid).map((n) => n.name);
     expect(namespaces.sort()).toEqual(['blocked', 'client', 'mb', 's1', 's2'].map((h) => `xdsdemo-${pid}-${h}`));
-    const children: number[] = [];
-    for (const ns of namespaces) children.push(...(await run('ip', ['netns', 'pids', ns])).split('\n').filter(Boolean).map(Number));
-    expect(children.length).toBeGreaterThanOrEqual(6); // agent, bridge, two servers, client, blocked client
+    const children: Proc[] = [];
+    for (const ns of namespaces) {
+      for (const p of (await run('ip', ['netns', 'pids', ns])).split('\n').filter(Boolean)) {
+        const proc = procInfo(Number(p));
+        if (proc) children.push(proc);
+      }
+    }
+    // agent, bridge, two servers, client, blocked client
+    expect(children.filter((c) => c.cmd.includes('--import tsx')).length, JSON.stringify(children)).toBe(6);
     const pinRoot = join(DEMO_PIN_BASE, String(pid));
     expect(listPins(pinRoot).length).toBeGreaterThan(0);
     const cgroup = join(cgroup2Mount(), `${DEMO_CGROUP_PREFIX}${pid}`);
@@ -147,8 +172,24 @@ describe('ebpf-xds start', () => {
     expect(existsSync(pinRoot)).toBe(false);
     expect(existsSync(cgroup)).toBe(false);
     expect(existsSync(join(DEMO_RUN_BASE, String(pid)))).toBe(false);
-    expect(children.filter(alive)).toEqual([]);
+    expect(children.filter((c) => procInfo(c.pid)?.start === c.start)).toEqual([]);
   }, 90_000);
+
+  it('removes what it made when SIGINT arrives in the middle of the start', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'exds-demo-abort-'));
+    dirs.push(dataDir);
+    const s = startCli(['--data-dir', dataDir, '--api-port', '0', '--xds-port', '0', '--agent-metrics-port', '0', '--output', 'lines']);
+    const pid = s.proc.pid!;
+    await waitFor('the agent starting', s, () => (s.out().includes('· starting the agent') ? true : undefined), 30_000);
+    expect((await demoNetnsList()).filter((n) => n.owner === pid)).toHaveLength(5);
+    s.proc.kill('SIGINT');
+    expect(await s.exited).toEqual({ code: 0, signal: null });
+    expect(s.out()).toContain('everything the demo created is removed');
+    expect((await demoNetnsList()).filter((n) => n.owner === pid)).toEqual([]);
+    expect(existsSync(join(DEMO_PIN_BASE, String(pid)))).toBe(false);
+    expect(existsSync(join(cgroup2Mount(), `${DEMO_CGROUP_PREFIX}${pid}`))).toBe(false);
+    expect(existsSync(join(DEMO_RUN_BASE, String(pid)))).toBe(false);
+  }, 60_000);
 
   it('--no-demo serves the control plane alone until SIGINT', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'exds-demo-nodemo-'));
