@@ -3,17 +3,12 @@
 // traffic through every path, and a table of what the system reports. `--no-demo` runs the
 // control plane alone in the foreground. SIGINT/SIGTERM stop either and remove what they made.
 import { existsSync, readFileSync } from 'node:fs';
-import type { Command } from 'commander';
-
-function port(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw new Error(`"${value}" is not a port (0-65535)`);
-  return n;
-}
+import { InvalidArgumentError, type Command } from 'commander';
+import { parseOneOf, parsePort } from './arg-parsers.js';
 
 function positive(value: string): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`"${value}" is not a positive number`);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`"${value}" is not a positive number`);
   return n;
 }
 
@@ -37,17 +32,16 @@ export function registerStart(program: Command): void {
     .description('run the control plane with a live demo: an agent in a middlebox namespace, an example config, traffic through XDP, SKB and user-space listeners, and a drop rule (--no-demo: the control plane alone)')
     .option('--no-demo', 'run only the control plane, in the foreground')
     .option('--data-dir <dir>', 'SQLite store and API token', './data')
-    .option('--api-port <port>', 'REST API port on 127.0.0.1', port, 8080)
-    .option('--xds-port <port>', 'xDS port', port, 18000)
+    .option('--api-port <port>', 'REST API port on 127.0.0.1', parsePort, 8080)
+    .option('--xds-port <port>', 'xDS port', parsePort, 18000)
     .option('--xds-host <addr>', 'xDS listen address (default: 127.0.0.1 with the demo, 0.0.0.0 with --no-demo)')
-    .option('--agent-metrics-port <port>', "port on 127.0.0.1 that shows the demo agent's /metrics", port, 9901)
+    .option('--agent-metrics-port <port>', "port on 127.0.0.1 that shows the demo agent's /metrics", parsePort, 9901)
     .option('--rate <MB/s>', 'demo traffic per listener', positive, 8)
-    .option('--output <kind>', 'table (redrawn in place; default on a terminal) or lines (one line per refresh; default otherwise)')
+    .option('--output <kind>', 'table (redrawn in place; default on a terminal) or lines (one line per refresh; default otherwise)', parseOneOf(['table', 'lines'] as const))
     .option('--interval <seconds>', 'refresh interval (default 1 for table, 5 for lines)', positive)
     .option('--pin-base <dir>', 'bpffs directory for the demo agent\'s pins (one subdirectory per run)', '/sys/fs/bpf/ebpf-xds-demo')
     .option('--log-level <level>', 'trace, debug, info, warn, error (default: $LOG_LEVEL or info)')
     .action(async (flags: Flags) => {
-      if (flags.output !== undefined && flags.output !== 'table' && flags.output !== 'lines') fail(`--output "${flags.output}": use table or lines`);
       if (flags.demo) await runDemo(flags);
       else await runControlPlaneOnly(flags);
     });
