@@ -114,7 +114,6 @@ function spliceProxy(o: { id: string; label: string; description: string; kernel
         ...(o.kernel ? { pins: t.env.pins.skb, cgroup: t.env.cgroup } : {}),
         ...(o.sockbuf ? { sockbuf: o.sockbuf } : {}),
       });
-      dp?.setListenerPorts([proxy.port]);
       const before = dp?.counters();
       return {
         host: t.mbAddr,

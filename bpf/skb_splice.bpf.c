@@ -2,18 +2,22 @@
 /* SKB splice: the kernel forwards the bytes of a proxied TCP connection socket to socket.
  *
  * Path of a connection:
- *  1. sockops, on the handshake: sockets accepted on a listener port (skb_ports), and sockets
- *     the proxy connects, are registered for a state callback, so that their close removes
- *     what we keep for them even when no user space is left to do it.
- *  2. handover (user space, see docs/bpf.md "pairing contract"): once user space has copied
+ *  1. handover (user space, see docs/bpf.md "pairing contract"): once user space has copied
  *     the first bytes and holds none in flight, it writes both sockets' pairs (skb_pairs) and
  *     puts both sockets into the skb_socks SOCKHASH, whose verdict program is below.
- *  3. the verdict, per received skb: redirect it to the peer socket. A socket only enters the
+ *  2. the verdict, per received skb: redirect it to the peer socket. A socket only enters the
  *     SOCKHASH already paired, so no byte is ever handed to user space through the psock,
- *     where the kernel can lose it (a psock's queue dies with the socket's TCP_CLOSE).
- *  4. sockops STATE_CB on TCP_CLOSE: the socket's pair and counters are deleted; the kernel
- *     itself removes the socket from the SOCKHASH.
- * Nothing here is config: listener ports, pairs and capacities come from user space. */
+ *     where the kernel can lose it.
+ *  3. cgroup/sock_release, when the last file reference to a socket of the proxy's cgroup goes
+ *     (its owner closed it, or died): the socket's pair and counters are deleted; the kernel
+ *     then removes the socket from the SOCKHASH (sock_map_close).
+ * Cleanup follows the socket's owner, never its TCP state. A socket that has sent its FIN goes
+ * to TCP_CLOSE as soon as its peer's FIN arrives, and TCP does that (tcp_fin, in
+ * tcp_data_queue) BEFORE it runs data_ready for the payload that came in the same segment as
+ * that FIN: a pair deleted on TCP_CLOSE is gone when the verdict sees those last bytes
+ * (measured: a TLS close_notify held back by Nagle reached user space that way). The socket
+ * stays in the SOCKHASH after TCP_CLOSE until it is closed (Linux >= 6.5), so its pair must too.
+ * Nothing here is config: pairs and capacities come from user space. */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -24,14 +28,6 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* ---- maps (pinned by name under <pin root>/skb/) ---------------------------------------- */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct exds_port_key);
-	__type(value, struct exds_port_val);
-	__uint(max_entries, EXDS_MAX_PORTS);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} skb_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -71,55 +67,7 @@ static __always_inline struct exds_skb_stats *stats(void)
 	return bpf_map_lookup_elem(&skb_stats, &zero);
 }
 
-/* ---- 1. and 4. sockops: close callbacks for the sockets we may splice ------------------- */
-
-static __always_inline int is_listener_port(struct bpf_sock_ops *ops)
-{
-	struct exds_port_key key = { .port = (__u16)ops->local_port };
-	return bpf_map_lookup_elem(&skb_ports, &key) != NULL;
-}
-
-static __always_inline void watch(struct bpf_sock_ops *ops)
-{
-	struct exds_skb_stats *st = stats();
-
-	if (bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG) == 0 && st)
-		st->socks_watched++;
-}
-
-static __always_inline void forget(struct bpf_sock_ops *ops)
-{
-	__u64 cookie = bpf_get_socket_cookie(ops);
-	struct exds_skb_stats *st = stats();
-	long a = bpf_map_delete_elem(&skb_pairs, &cookie);
-	long b = bpf_map_delete_elem(&skb_sock_stats, &cookie);
-
-	if ((a == 0 || b == 0) && st)
-		st->socks_closed++;
-}
-
-SEC("sockops")
-int exds_skb_sockops(struct bpf_sock_ops *ops)
-{
-	switch (ops->op) {
-	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		if (is_listener_port(ops))
-			watch(ops);
-		break;
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		/* Sockops is attached to the proxy's own cgroup: its outgoing sockets are the
-		 * upstream legs (and a few others, for which the callback costs nothing). */
-		watch(ops);
-		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (ops->args[1] == BPF_TCP_CLOSE)
-			forget(ops);
-		break;
-	}
-	return 1;
-}
-
-/* ---- 3. verdict: redirect to the peer --------------------------------------------------- */
+/* ---- 2. verdict: redirect to the peer --------------------------------------------------- */
 
 SEC("sk_skb/stream_verdict")
 int exds_skb_verdict(struct __sk_buff *skb)
@@ -171,4 +119,29 @@ int exds_skb_verdict(struct __sk_buff *skb)
 		st->passed_skbs++;
 	}
 	return SK_PASS;
+}
+
+/* ---- 3. release: the owner let go of the socket ------------------------------------------ */
+
+SEC("cgroup/sock_release")
+int exds_skb_release(struct bpf_sock *sk)
+{
+	struct exds_skb_stats *st;
+	__u64 cookie;
+	long a, b;
+
+	if (sk->protocol != IPPROTO_TCP)
+		return 1;
+	st = stats();
+	cookie = bpf_get_socket_cookie(sk);
+	/* User space deletes both entries itself when a splice ends; what is left here belonged
+	 * to a proxy that died (or never cleaned up): counted apart, so a leak shows. */
+	a = bpf_map_delete_elem(&skb_pairs, &cookie);
+	b = bpf_map_delete_elem(&skb_sock_stats, &cookie);
+	if (st) {
+		st->socks_released++;
+		if (a == 0 || b == 0)
+			st->socks_cleaned++;
+	}
+	return 1;
 }

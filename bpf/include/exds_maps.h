@@ -8,19 +8,6 @@
 #ifndef EXDS_MAPS_H
 #define EXDS_MAPS_H
 
-/* ---- shared ---------------------------------------------------------------------------- */
-
-/* A local port we act on (SKB splice listener ports). */
-struct exds_port_key {
-	__u16 port;
-	__u16 _pad;
-};
-
-/* What a port or endpoint entry belongs to; user space chooses the id (e.g. a listener index). */
-struct exds_port_val {
-	__u32 listener_id;
-};
-
 /* ---- SKB splice (bpf/skb_splice.bpf.c, pinned under skb/) -------------------------------- */
 
 /* State of a spliced socket's pair. User space writes ARMED (with the peer) before it puts the
@@ -49,8 +36,8 @@ struct exds_skb_sock {
 
 /* skb_stats: one per-CPU element, summed by user space. */
 struct exds_skb_stats {
-	__u64 socks_watched;     /* sockets sockops registered for a close callback */
-	__u64 socks_closed;      /* closed sockets whose entries sockops removed */
+	__u64 socks_released;    /* TCP sockets of the cgroup whose last reference went */
+	__u64 socks_cleaned;     /* ... that still had entries (user space had not removed them) */
 	__u64 passed_bytes;
 	__u64 passed_skbs;
 	__u64 redirected_bytes;

@@ -35,7 +35,7 @@ export interface AgentOptions {
   metricsPort: number;
   metricsHost: string;
   pinRoot: string;
-  /** cgroup v2 directory sockops watches; embedded mode moves the agent into it. Default: the agent's own. */
+  /** cgroup v2 directory of the proxy's sockets (SKB splice cleanup runs for it); embedded mode moves the agent into it. Default: the agent's own. */
   cgroup?: string;
   tls?: AgentTlsFiles;
   logger: Logger;
@@ -82,15 +82,15 @@ export class Agent {
     } catch (e) {
       throw new AgentStartError(`--pin-root ${opts.pinRoot}: ${(e as Error).message}`);
     }
-    // Sockets belong to the cgroup of the process that creates them, and sockops sees only that
-    // cgroup's: in embedded mode the agent joins the cgroup before it opens any socket.
+    // Sockets belong to the cgroup of the process that creates them, and the SKB splice's release
+    // program runs only for that cgroup's: in embedded mode the agent joins the cgroup before it opens any socket.
     let cgroup: string;
     try {
       const own = cgroupOf('self');
       cgroup = opts.cgroup ?? own;
       if (opts.proxy === 'embedded' && cgroup !== own) {
         moveToCgroup(cgroup, process.pid);
-        log.info({ cgroup, from: own }, 'joined the sockops cgroup (embedded proxy sockets must be in it)');
+        log.info({ cgroup, from: own }, 'joined the SKB splice cgroup (embedded proxy sockets must be in it)');
       }
     } catch (e) {
       throw new AgentStartError(`--cgroup ${opts.cgroup ?? '(own)'}: ${(e as Error).message}`);

@@ -7,12 +7,12 @@ import koffi from 'koffi';
 import { libbpf, withLibbpfLog } from './bpf/libbpf.js';
 
 /** Program types (enum bpf_prog_type) behind each capability. */
-const PROG_TYPES = { tc: 3, xdp: 6, sockops: 13, sk_skb: 14, sk_lookup: 30 } as const;
+const PROG_TYPES = { cgroup_sock: 2, tc: 3, xdp: 6, sockops: 13, sk_skb: 14, sk_lookup: 30 } as const;
 
 export type AttachCapability = keyof typeof PROG_TYPES | 'tcx' | 'sockmap_link';
 
 export interface AttachProbe {
-  /** Capabilities that work here, e.g. ["sk_lookup", "sk_skb", "sockops", "tc", "tcx", "xdp"]. */
+  /** Capabilities that work here, e.g. ["cgroup_sock", "sk_lookup", "sk_skb", "sockops", "tc", "tcx", "xdp"]. */
   supported: AttachCapability[];
   /** Why each missing capability is missing. */
   missing: Partial<Record<AttachCapability, string>>;

@@ -1,5 +1,5 @@
 // Small numeric ids for listeners, as the BPF maps need them: the sk_lookup slot of a listener
-// (steer_socks index), the listener id in skb_ports and the owner id of XDP splice entries. Ids
+// (steer_socks index) and the owner id of XDP splice entries. Ids
 // stay with a listener while it exists, and a restarted agent takes over the slots an earlier one
 // left in the pinned maps (a patched Envoy keeps its sockets in them). Pure.
 

@@ -1,6 +1,6 @@
-// The SKB splice part of the reconciler: which listener ports sockops watches (pure), and the
-// SkbDatapath's life: attached (adopting pins) while a listener has an skb chain, kept while
-// spliced pairs still drain after the last such listener went, detached after that.
+// The SKB splice part of the reconciler: which listeners need it (pure), and the SkbDatapath's
+// life: attached (adopting pins) while a listener has an skb chain, kept while spliced pairs
+// still drain after the last such listener went, detached after that.
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { SkbDatapath, SkbMaps, type SkbCounters } from './bpf/datapath-skb.js';
@@ -16,16 +16,6 @@ export function expandRanges(ranges: readonly PortRange[]): number[] {
   const out = new Set<number>();
   for (const r of ranges) for (let p = r.start; p <= r.end; p++) out.add(p);
   return [...out].sort((a, b) => a - b);
-}
-
-/** skb_ports: every port of every listener with an skb chain → its listener id. */
-export function skbPorts(listeners: readonly DesiredListener[], ids: ReadonlyMap<string, number>): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const l of listeners) {
-    if (!needsSkb(l)) continue;
-    for (const p of expandRanges(l.ports)) if (!out.has(p)) out.set(p, ids.get(l.name) ?? 0);
-  }
-  return out;
 }
 
 export interface SkbEnsureResult {
@@ -48,10 +38,10 @@ export class SkbReconciler {
     return this.dp !== undefined;
   }
 
-  /** ports: what skb_ports must hold; undefined when no listener needs SKB splice. */
-  ensure(ports: ReadonlyMap<number, number> | undefined): SkbEnsureResult {
+  /** wanted: a listener has an skb chain. */
+  ensure(wanted: boolean): SkbEnsureResult {
     const log = this.o.logger;
-    if (ports === undefined) {
+    if (!wanted) {
       if (!this.dp && !existsSync(this.o.pins.skb)) return {};
       if (!this.dp) {
         // An earlier agent left it: adopt it to see whether pairs still drain through it.
@@ -59,7 +49,6 @@ export class SkbReconciler {
         if (e) return { error: e };
       }
       const pairs = this.dp!.maps.occupancy().pairs;
-      this.dp!.setListenerPorts([]);
       if (pairs > 0) return { draining: pairs / 2 };
       this.dp!.detach();
       this.dp = undefined;
@@ -70,17 +59,13 @@ export class SkbReconciler {
       const e = this.attach();
       if (e) return { error: e };
     }
-    const before = this.dp!.listenerPorts();
-    this.dp!.setListenerPorts(new Map(ports));
-    const after = this.dp!.listenerPorts();
-    if (before.join() !== after.join()) log.info({ datapath: 'skb', ports: after.length }, 'SKB splice listener ports updated');
     return {};
   }
 
   private attach(): string | undefined {
     try {
       this.dp = SkbDatapath.attach({ pins: this.o.pins, cgroup: this.o.cgroup });
-      const adopted = this.dp.links.sockops.adopted && this.dp.links.verdict.adopted;
+      const adopted = this.dp.links.release.adopted && this.dp.links.verdict.adopted;
       this.o.logger.info({ datapath: 'skb', cgroup: this.o.cgroup, pins: this.o.pins.skb, adopted }, adopted ? 'SKB splice datapath adopted from its pins' : 'SKB splice datapath attached');
       return undefined;
     } catch (e) {

@@ -21,7 +21,7 @@ import { xdpHandoff } from './proxy/handoff-xdp.js';
 import type { ListenerApplyResult, SpliceHooks } from './proxy/proxy.js';
 import { compileDropRules, FirewallReconciler } from './reconcile-firewall.js';
 import { reconcileMetrics, type ReconcileMetrics } from './reconcile-metrics.js';
-import { needsSkb, skbPorts, SkbReconciler } from './reconcile-skb.js';
+import { needsSkb, SkbReconciler } from './reconcile-skb.js';
 import { needsSteering, SteerReconciler, type SteerWant } from './reconcile-steer.js';
 import { needsXdp, xdpEndpointAddresses, xdpInterfacesByListener, XdpReconciler } from './reconcile-xdp.js';
 
@@ -34,7 +34,7 @@ export interface ReconcilerOptions {
   pins: PinLayout;
   nodeId: string;
   mode: ProxyMode;
-  /** cgroup v2 directory sockops watches (the proxy's, or Envoy's). */
+  /** cgroup v2 directory of the proxy's sockets (the agent's, or Envoy's): SKB splice cleans up when they are released. */
   cgroup: string;
   probe: AttachProbe;
   logger: Logger;
@@ -268,7 +268,7 @@ export class Reconciler {
     const chainIfaces = new Map<string, string[]>();
     for (const l of listeners) {
       if (needsSkb(l)) {
-        for (const c of ['sk_skb', 'sockops']) if (!caps.has(c)) fail(l.name, `SKB splice is not available on node ${this.o.nodeId}: ${c}: ${why(c)}`);
+        for (const c of ['sk_skb', 'cgroup_sock']) if (!caps.has(c)) fail(l.name, `SKB splice is not available on node ${this.o.nodeId}: ${c}: ${why(c)}`);
       }
       if (needsXdp(l)) {
         for (const c of ['xdp', 'tc']) if (!caps.has(c)) fail(l.name, `XDP splice is not available on node ${this.o.nodeId}: ${c}: ${why(c)}`);
@@ -324,9 +324,9 @@ export class Reconciler {
     this.xdpAddresses = new Set(inventory.filter((i) => xdpSet.has(i.name)).flatMap((i) => i.addresses.map((a) => a.slice(0, a.lastIndexOf('/')))));
     ok = ok.filter((l) => !failures.has(l.name));
 
-    // 4. SKB splice: sockops watches the ports of listeners with skb chains.
+    // 4. SKB splice, while a listener has an skb chain (or pairs still drain through it).
     const skbListeners = ok.filter(needsSkb);
-    const sr = this.skb.ensure(skbListeners.length > 0 ? skbPorts(skbListeners, ids) : undefined);
+    const sr = this.skb.ensure(skbListeners.length > 0);
     if (sr.error) {
       if (skbListeners.length > 0) for (const l of skbListeners) fail(l.name, sr.error);
       else degraded.add(sr.error);

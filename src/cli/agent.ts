@@ -33,7 +33,7 @@ export function registerAgent(program: Command): void {
     .option('--metrics-port <port>', 'port of /metrics, /healthz, /readyz and /status', parsePort, 9901)
     .option('--metrics-host <addr>', 'address of the metrics port', '127.0.0.1')
     .option('--pin-root <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/ebpf-xds')
-    .option('--cgroup <path>', 'cgroup v2 directory sockops watches (default: the agent\'s own; embedded mode moves the agent into it)')
+    .option('--cgroup <path>', 'cgroup v2 directory of the proxy\'s sockets, where SKB splice cleans up after them (default: the agent\'s own; embedded mode moves the agent into it)')
     .option('--tls-cert <file>', 'PEM client certificate for xDS over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--tls-ca <file>', 'PEM CA that signed the control plane\'s certificate')

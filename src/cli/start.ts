@@ -147,7 +147,7 @@ function preflight(): void {
   if (process.getuid?.() !== 0) fail(`the demo builds network namespaces and loads eBPF programs, which needs root: run it as root (sudo npm start), ${hint}`);
   const mounts = readFileSync('/proc/mounts', 'utf8');
   if (!/^\S+ \/sys\/fs\/bpf bpf /m.test(mounts)) fail(`bpffs is not mounted at /sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf (npm start does it), ${hint}`);
-  if (!/^\S+ \S+ cgroup2 /m.test(mounts)) fail(`no cgroup v2 hierarchy is mounted (the SKB splice's sockops program attaches to one): mount -t cgroup2 none /sys/fs/cgroup/unified, ${hint}`);
+  if (!/^\S+ \S+ cgroup2 /m.test(mounts)) fail(`no cgroup v2 hierarchy is mounted (the SKB splice's cleanup program attaches to one): mount -t cgroup2 none /sys/fs/cgroup/unified, ${hint}`);
   if (!existsSync('/sys/kernel/btf/vmlinux')) fail(`the kernel has no BTF (/sys/kernel/btf/vmlinux): the eBPF programs are CO-RE and need a kernel built with CONFIG_DEBUG_INFO_BTF, ${hint}`);
 }
 

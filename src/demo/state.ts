@@ -17,7 +17,7 @@ export interface RunState {
   pinRoot: string;
   /** Unix sockets and TLS files of this run. */
   runDir: string;
-  /** The cgroup v2 directory sockops watches (the agent moves itself into it). */
+  /** The cgroup v2 directory of the proxy's sockets (SKB splice cleanup) (the agent moves itself into it). */
   cgroup: string;
 }
 

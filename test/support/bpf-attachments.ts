@@ -1,5 +1,5 @@
 // Counts the BPF programs attached at the hooks the agent uses, by asking the kernel at each hook
-// (BPF_PROG_QUERY for TCX, sk_lookup and cgroup sockops; `ip link` for XDP), so a test can prove
+// (BPF_PROG_QUERY for TCX, sk_lookup and the cgroup's sock_release; `ip link` for XDP), so a test can prove
 // that nothing was attached twice, e.g. across an agent restart.
 import { closeSync, openSync } from 'node:fs';
 import koffi from 'koffi';
@@ -7,7 +7,7 @@ import { libbpf } from '../../src/agent/bpf/libbpf.js';
 import { ifIndex, withNetns } from '../../src/agent/bpf/netns.js';
 import type { Host } from './netns.js';
 
-const ATTACH = { cgroupSockOps: 3, skLookup: 36, tcxIngress: 46, tcxEgress: 47 } as const;
+const ATTACH = { cgroupSockRelease: 34, skLookup: 36, tcxIngress: 46, tcxEgress: 47 } as const;
 
 let query: ((fd: number, type: number, flags: number, attachFlags: null, ids: null, cnt: Uint32Array) => number) | undefined;
 
@@ -37,8 +37,8 @@ export interface Attachments {
   tcx: Record<string, number>;
   /** sk_lookup programs on the namespace. */
   skLookup: number;
-  /** sockops programs on the cgroup. */
-  sockops: number;
+  /** sock_release programs on the cgroup (SKB splice's cleanup). */
+  sockRelease: number;
 }
 
 export async function attachments(host: Host, ifaces: readonly string[], cgroup: string): Promise<Attachments> {
@@ -56,5 +56,5 @@ export async function attachments(host: Host, ifaces: readonly string[], cgroup:
       tcx[`${i}/egress`] = progCount(idx, ATTACH.tcxEgress, `${i} tcx egress`);
     }
   });
-  return { xdp, tcx, skLookup: fdCount(host.nsPath, ATTACH.skLookup), sockops: fdCount(cgroup, ATTACH.cgroupSockOps) };
+  return { xdp, tcx, skLookup: fdCount(host.nsPath, ATTACH.skLookup), sockRelease: fdCount(cgroup, ATTACH.cgroupSockRelease) };
 }

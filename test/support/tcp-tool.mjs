@@ -15,6 +15,9 @@
 //   --pause-ms MS       stop sending for MS in the middle of the stream (idle period)
 //   --hold-ms MS        keep the connection open MS after sending before ending it
 //   --quiet             no line per connection: the summary counts them (many short connections)
+//   --fin-with-data     the FIN rides on the last bytes (one segment carries both, as a TLS
+//                       close_notify held back by Nagle often does): TCP_CORK before the last
+//                       write holds its partial segment back until shutdown() adds the FIN
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 
@@ -36,7 +39,21 @@ const conf = {
   pauseMs: opt('pause-ms', 0),
   holdMs: opt('hold-ms', 0),
   quiet: flag('quiet'),
+  finWithData: flag('fin-with-data'),
 };
+
+// TCP_CORK has no Node API: set it through libc (koffi is a dependency of the project).
+const cork = conf.finWithData ? await corker() : undefined;
+async function corker() {
+  const { default: koffi } = await import('koffi');
+  const setsockopt = koffi.load('libc.so.6').func('int setsockopt(int fd, int level, int name, const int *value, uint32_t len)');
+  const IPPROTO_TCP = 6;
+  const TCP_CORK = 3;
+  return (sock) => {
+    const fd = sock._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_CORK, [1], 4) !== 0) throw new Error('--fin-with-data: TCP_CORK could not be set');
+  };
+}
 
 const CHUNK = 256 * 1024;
 
@@ -74,6 +91,7 @@ function drive(sock, role) {
         return;
       }
       const n = Math.min(CHUNK, conf.send - sent);
+      if (cork && sent + n >= conf.send) cork(sock);
       const buf = gen(n);
       sentHash.update(buf);
       sent += n;

@@ -13,6 +13,8 @@ export interface ConnOptions {
   holdMs?: number;
   /** No result per connection (runClientSummary gives the totals): for many short connections. */
   quiet?: boolean;
+  /** The FIN rides on the last bytes, in one segment (TCP_CORK before the last write). */
+  finWithData?: boolean;
 }
 
 export interface ConnResult {
@@ -37,6 +39,7 @@ function connArgs(o: ConnOptions): string[] {
   if (o.pauseMs) a.push('--pause-ms', String(o.pauseMs));
   if (o.holdMs) a.push('--hold-ms', String(o.holdMs));
   if (o.quiet) a.push('--quiet');
+  if (o.finWithData) a.push('--fin-with-data');
   return a;
 }
 

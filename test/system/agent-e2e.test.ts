@@ -192,7 +192,7 @@ describe('agent with the control plane', () => {
     const me = r.items.find((i) => i.node?.id === 'mb-1')!;
     expect(me.protocol).toBe('delta');
     expect(me.node.metadata['proxy']).toBe('embedded');
-    expect(me.node.metadata['attach_types']).toEqual(expect.arrayContaining(['sk_lookup', 'sk_skb', 'sockops', 'tc', 'xdp']));
+    expect(me.node.metadata['attach_types']).toEqual(expect.arrayContaining(['cgroup_sock', 'sk_lookup', 'sk_skb', 'tc', 'xdp']));
     expect((me.node.metadata['interfaces'] as Array<{ name: string; addresses: string[] }>).find((i) => i.name === 'eth0')!.addresses).toContain(`${mbAddr}/24`);
     expect(me.node.metadata['kernel']).toMatch(/^\d+\.\d+/);
   });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cgroup2Mount } from '../../src/agent/bpf/cgroup.js';
 import { SkbDatapath } from '../../src/agent/bpf/datapath-skb.js';
+import { PairState } from '../../src/agent/bpf/layout-skb.js';
 import { BpfError } from '../../src/agent/bpf/errors.js';
 import { bpfFdInfo, tcAttach, tcDetach, tcHookDestroy, tcQuery } from '../../src/agent/bpf/link.js';
 import { BpfMap, MapType, PerCpuMap, TypedMap } from '../../src/agent/bpf/map.js';
@@ -31,16 +32,18 @@ describe('libbpf loader', () => {
   it('reuses pinned maps when the object is opened again', () => {
     const dir = join(env.pins.root, 'reuse');
     const a = BpfObject.load(bpfObjectPath('skb_splice'), { pinDir: dir });
-    const ports = a.map('skb_ports');
-    ports.update(Buffer.from([0x5c, 0x11, 0, 0]), Buffer.from([7, 0, 0, 0]));
-    const id = ports.meta.id ?? BpfMap.openPinned(join(dir, 'skb_ports')).meta.id;
+    const pairs = a.map('skb_pairs');
+    const key = Buffer.from([0x5c, 0x11, 0, 0, 0, 0, 0, 0]);
+    const value = Buffer.from([7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    pairs.update(key, value);
+    const id = pairs.meta.id ?? BpfMap.openPinned(join(dir, 'skb_pairs')).meta.id;
     a.close();
     const b = BpfObject.load(bpfObjectPath('skb_splice'), { pinDir: dir });
     try {
-      expect(b.mapPinPath('skb_ports')).toBe(join(dir, 'skb_ports'));
-      expect(b.map('skb_ports').lookup(Buffer.from([0x5c, 0x11, 0, 0]))).toEqual(Buffer.from([7, 0, 0, 0]));
-      const pinned = BpfMap.openPinned(join(dir, 'skb_ports'));
-      expect(pinned.meta).toMatchObject({ name: 'skb_ports', type: MapType.HASH, keySize: 4, valueSize: 4, id });
+      expect(b.mapPinPath('skb_pairs')).toBe(join(dir, 'skb_pairs'));
+      expect(b.map('skb_pairs').lookup(key)).toEqual(value);
+      const pinned = BpfMap.openPinned(join(dir, 'skb_pairs'));
+      expect(pinned.meta).toMatchObject({ name: 'skb_pairs', type: MapType.HASH, keySize: 8, valueSize: 16, id });
       pinned.close();
     } finally {
       b.close();
@@ -52,14 +55,14 @@ describe('libbpf loader', () => {
     BpfObject.load(bpfObjectPath('skb_splice'), { pinDir: dir }).close();
     let err: unknown;
     try {
-      BpfObject.load(bpfObjectPath('skb_splice'), { pinDir: dir, maxEntries: { skb_ports: 1234 } });
+      BpfObject.load(bpfObjectPath('skb_splice'), { pinDir: dir, maxEntries: { skb_pairs: 1234 } });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(BpfError);
     expect((err as BpfError).message).toMatch(/load BPF object .*skb_splice\.bpf\.o failed/);
     expect((err as BpfError).remedy).toMatch(/unpin the old datapath/);
-    expect((err as BpfError).libbpfLog.join('\n')).toMatch(/skb_ports/);
+    expect((err as BpfError).libbpfLog.join('\n')).toMatch(/skb_pairs/);
   });
 
   it('carries the verifier log tail when the verifier rejects a program', () => {
@@ -84,23 +87,24 @@ describe('libbpf loader', () => {
 
   it('adopts its own pinned links on restart instead of attaching twice, and detaches completely and idempotently', () => {
     const first = SkbDatapath.attach({ pins: env.pins, cgroup: env.cgroup });
-    const ids = { sockops: first.links.sockops.info()!.id, verdict: first.links.verdict.info()!.id };
-    expect(first.links.sockops.adopted).toBe(false);
-    first.setListenerPorts([4444, 5555]);
+    const ids = { release: first.links.release.info()!.id, verdict: first.links.verdict.info()!.id };
+    expect(first.links.release.adopted).toBe(false);
+    first.maps.pairs.update({ v: 4444n }, { peer_cookie: 5555n, state: PairState.ARMED });
     first.release(); // agent exit: everything stays
 
     const second = SkbDatapath.attach({ pins: env.pins, cgroup: env.cgroup });
-    expect(second.links.sockops.adopted).toBe(true);
+    expect(second.links.release.adopted).toBe(true);
     expect(second.links.verdict.adopted).toBe(true);
-    expect(second.links.sockops.info()!.id).toBe(ids.sockops);
+    expect(second.links.release.info()!.id).toBe(ids.release);
     expect(second.links.verdict.info()!.id).toBe(ids.verdict);
     // the adopted link now runs the newly loaded program, not the first agent's
     const progId = (name: string) => Number(bpfFdInfo(second.object.program(name).fd)['prog_id']);
-    expect(second.links.sockops.info()!.progId).toBe(progId('exds_skb_sockops'));
+    expect(second.links.release.info()!.progId).toBe(progId('exds_skb_release'));
     expect(second.links.verdict.info()!.progId).toBe(progId('exds_skb_verdict'));
-    expect(second.listenerPorts()).toEqual([4444, 5555]); // map contents survived
+    expect(second.maps.pair(4444n)).toEqual({ peer_cookie: 5555n, state: PairState.ARMED }); // map contents survived
+    second.maps.forget(4444n);
     const attached = readdirSync(env.pins.skb).sort();
-    expect(attached).toEqual(['link_sockops', 'link_verdict', 'skb_pairs', 'skb_ports', 'skb_sock_stats', 'skb_socks', 'skb_stats']);
+    expect(attached).toEqual(['link_release', 'link_verdict', 'skb_pairs', 'skb_sock_stats', 'skb_socks', 'skb_stats']);
 
     second.detach();
     expect(existsSync(env.pins.skb)).toBe(false);
@@ -109,8 +113,8 @@ describe('libbpf loader', () => {
   });
 
   it('refuses the root cgroup unless asked to', () => {
-    expect(() => SkbDatapath.attach({ pins: env.pins, cgroup: cgroup2Mount() })).toThrow(/refusing to attach sockops to the root cgroup/);
-    expect(existsSync(join(env.pins.skb, 'link_sockops'))).toBe(false);
+    expect(() => SkbDatapath.attach({ pins: env.pins, cgroup: cgroup2Mount() })).toThrow(/refusing to attach the SKB splice to the root cgroup/);
+    expect(existsSync(join(env.pins.skb, 'link_release'))).toBe(false);
     SkbDatapath.detachPinned(env.pins.skb);
   });
 

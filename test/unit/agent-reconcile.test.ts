@@ -13,7 +13,7 @@ import { ListenerIds, slotKey } from '../../src/agent/listener-ids.js';
 import { agentVersion, nodeInfo } from '../../src/agent/node-info.js';
 import type { ListenerApplyResult } from '../../src/agent/proxy/proxy.js';
 import { compileDropRules } from '../../src/agent/reconcile-firewall.js';
-import { expandRanges, skbPorts } from '../../src/agent/reconcile-skb.js';
+import { expandRanges } from '../../src/agent/reconcile-skb.js';
 import { needsSteering } from '../../src/agent/reconcile-steer.js';
 import { xdpInterfacesByListener } from '../../src/agent/reconcile-xdp.js';
 import { Reconciler, type ListenerServer } from '../../src/agent/reconciler.js';
@@ -90,9 +90,8 @@ describe('datapath plans', () => {
     expect(plan).toEqual(new Map([['x', ['eth0', 'eth1']]]));
   });
 
-  it('watches every port of listeners with skb chains and steers listeners with more than one port', () => {
+  it('expands port ranges and steers listeners with more than one port', () => {
     const s = listener('s', { mode: 'skb', ports: [{ start: 7002, end: 7002 }, { start: 7100, end: 7102 }] });
-    expect(skbPorts([s, listener('u')], new Map([['s', 4]]))).toEqual(new Map([[7002, 4], [7100, 4], [7101, 4], [7102, 4]]));
     expect(expandRanges([{ start: 5, end: 7 }, { start: 6, end: 6 }])).toEqual([5, 6, 7]);
     expect([needsSteering(s), needsSteering(listener('u')), needsSteering(listener('r', { ports: [{ start: 1, end: 2 }] }))]).toEqual([true, false, true]);
   });
@@ -132,7 +131,7 @@ class FakeServer implements ListenerServer {
   }
 }
 
-function reconciler(supported: AttachProbe['supported'] = ['sk_lookup', 'sk_skb', 'sockops', 'tc', 'xdp']): { r: Reconciler; server: FakeServer } {
+function reconciler(supported: AttachProbe['supported'] = ['cgroup_sock', 'sk_lookup', 'sk_skb', 'sockops', 'tc', 'xdp']): { r: Reconciler; server: FakeServer } {
   const r = new Reconciler({
     // Never touched: these listeners need no kernel datapath and only loopback exists.
     pins: new PinLayout(join('/sys/fs/bpf/ebpf-xds-test', `unit-reconcile-${process.pid}`)),
@@ -185,7 +184,7 @@ describe('reconciler listener semantics', () => {
   });
 
   it('refuses an SKB listener where the node cannot load the programs, saying why', async () => {
-    const { r } = reconciler(['sk_lookup', 'sockops', 'tc', 'xdp']);
+    const { r } = reconciler(['cgroup_sock', 'sk_lookup', 'sockops', 'tc', 'xdp']);
     const report = await r.apply(state(listener('s', { mode: 'skb' })));
     expect(report.listeners[0]).toMatchObject({ ok: false, error: 'listener "s": SKB splice is not available on node n1: sk_skb: the kernel does not load sk_skb programs' });
     expect(r.status().failed.map((f) => f.name)).toEqual(['s']);

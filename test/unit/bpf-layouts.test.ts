@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compareWithBtf, readBtfStruct, vmlinuxBtf } from '../../src/agent/bpf/btf.js';
 import { FwCounter, FwKey, FwRule, FwStats } from '../../src/agent/bpf/layout-fw.js';
-import { PortKey, PortVal } from '../../src/agent/bpf/layout-shared.js';
 import { SkbPair, SkbSock, SkbStats } from '../../src/agent/bpf/layout-skb.js';
 import { SteerKey, SteerStats, SteerVal } from '../../src/agent/bpf/layout-steer.js';
 import { BpfObject } from '../../src/agent/bpf/object.js';
@@ -12,7 +11,7 @@ import type { Codec } from '../../src/agent/bpf/struct-codec.js';
 // The TypeScript codecs must lay structs out exactly as clang did for the BPF programs: checked
 // against each object's own BTF (opened, not loaded: no privileges needed).
 const LAYOUTS: Array<{ object: string; codecs: Array<Codec<unknown>> }> = [
-  { object: 'skb_splice', codecs: [PortKey, PortVal, SkbPair, SkbSock, SkbStats] as Array<Codec<unknown>> },
+  { object: 'skb_splice', codecs: [SkbPair, SkbSock, SkbStats] as Array<Codec<unknown>> },
   { object: 'steer', codecs: [SteerKey, SteerVal, SteerStats] as Array<Codec<unknown>> },
   { object: 'firewall', codecs: [FwKey, FwRule, FwCounter, FwStats] as Array<Codec<unknown>> },
 ];

@@ -1,6 +1,6 @@
-// cgroup v2 paths for sockops attachment. The agent attaches to a cgroup it chooses, by default
-// its own (from /proc/self/cgroup), never blindly to the root: sockops then sees only the
-// sockets of processes in that cgroup (the agent's proxy, or a patched Envoy's).
+// cgroup v2 paths for the SKB splice's cgroup/sock_release program. The agent attaches to a cgroup
+// it chooses, by default its own (from /proc/self/cgroup), never blindly to the root: the program
+// then runs only for the sockets of processes in that cgroup (the agent's proxy, or a patched Envoy's).
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -10,7 +10,7 @@ export function cgroup2Mount(): string {
     .split('\n')
     .map((l) => l.split(' '))
     .find((f) => f[2] === 'cgroup2');
-  if (!line) throw new Error('no cgroup v2 hierarchy is mounted; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified) so sockops can be attached');
+  if (!line) throw new Error('no cgroup v2 hierarchy is mounted; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified) so the SKB splice cleanup can be attached');
   return line[1]!;
 }
 

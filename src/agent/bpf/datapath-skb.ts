@@ -1,13 +1,12 @@
 // The SKB splice datapath (bpf/skb_splice.bpf.c): loading with pinned maps under <root>/skb/,
-// attaching the verdict to the SOCKHASH and sockops to a cgroup (both through pinned links),
-// configuring listener ports, reading counters, and detaching.
+// attaching the verdict to the SOCKHASH and the release cleanup to the proxy's cgroup (both
+// through pinned links), reading counters, and detaching.
 // SkbMaps is the pairing side: any process (the agent's proxy, a test fixture, a patched Envoy)
 // opens the pinned maps and follows the pairing contract in docs/bpf.md.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { cgroup2Mount, cgroupOf } from './cgroup.js';
 import { BpfError } from './errors.js';
-import { PortKey, PortVal } from './layout-shared.js';
 import { PairState, SkbPair, SkbSock, SkbStats } from './layout-skb.js';
 import { attachPinned, detachPinnedLink, type AttachedLink } from './link.js';
 import { BpfMap, PerCpuMap, TypedMap } from './map.js';
@@ -17,10 +16,13 @@ import { removePinTree, type PinLayout } from './pins.js';
 import { setSockOptInt, SockOpt } from './socket-syscalls.js';
 import { U32, U64, type ValueOf } from './struct-codec.js';
 
-export const SKB_MAPS = ['skb_ports', 'skb_socks', 'skb_pairs', 'skb_sock_stats', 'skb_stats'] as const;
+export const SKB_MAPS = ['skb_socks', 'skb_pairs', 'skb_sock_stats', 'skb_stats'] as const;
 type SkbMapName = (typeof SKB_MAPS)[number];
-const LINK_SOCKOPS = 'link_sockops';
+const LINK_RELEASE = 'link_release';
 const LINK_VERDICT = 'link_verdict';
+// An earlier version cleaned up from sockops on TCP_CLOSE, which deletes a pair before the
+// verdict has seen the last bytes (docs/bpf.md); attach() takes such a link off its cgroup.
+const LINK_SOCKOPS_OLD = 'link_sockops';
 const SO_RCVLOWAT = 18;
 
 export type SkbCounters = ValueOf<typeof SkbStats>;
@@ -35,14 +37,12 @@ export interface HandoverSocket {
 
 /** Handles on the pinned SKB splice maps. */
 export class SkbMaps {
-  readonly ports: TypedMap<ValueOf<typeof PortKey>, ValueOf<typeof PortVal>>;
   readonly socks: BpfMap;
   readonly pairs: TypedMap<ValueOf<typeof U64>, SkbPairValue>;
   readonly sockStats: TypedMap<ValueOf<typeof U64>, SkbSockCounters>;
   readonly stats: PerCpuMap<ValueOf<typeof U32>, SkbCounters>;
 
   private constructor(private readonly raw: Record<SkbMapName, BpfMap>) {
-    this.ports = new TypedMap(raw.skb_ports, PortKey, PortVal);
     this.socks = raw.skb_socks;
     this.pairs = new TypedMap(raw.skb_pairs, U64, SkbPair);
     this.sockStats = new TypedMap(raw.skb_sock_stats, U64, SkbSock);
@@ -128,7 +128,7 @@ export class SkbMaps {
     return this.sockStats.lookup({ v: cookie });
   }
 
-  /** Removes what we keep for a socket (sockops does it too, on TCP_CLOSE). */
+  /** Removes what we keep for a socket (the release program does it too, when the socket's last fd closes). */
   forget(cookie: bigint): void {
     this.pairs.delete({ v: cookie });
     this.sockStats.delete({ v: cookie });
@@ -152,15 +152,18 @@ export class SkbMaps {
 
 export interface SkbDatapathOptions {
   pins: PinLayout;
-  /** cgroup v2 directory whose sockets sockops sees (default: this process's own cgroup). */
+  /**
+   * cgroup v2 directory of the proxy's sockets, whose release cleans up after them (default:
+   * this process's own cgroup). Sockets belong to the cgroup of the process that created them.
+   */
   cgroup?: string;
   /**
-   * Allow the root cgroup (where sockops would see every socket of the host). Without it,
-   * attach() refuses the root, also when it is this process's own cgroup.
+   * Allow the root cgroup (where the release program would run for every socket of the host).
+   * Without it, attach() refuses the root, also when it is this process's own cgroup.
    */
   allowRootCgroup?: boolean;
   /** Map capacities (max_entries), applied when the maps are first created. */
-  capacity?: { socks?: number; ports?: number };
+  capacity?: { socks?: number };
   /** Verdict attach type: stream_verdict (default) or skb_verdict; both skip the strparser. */
   verdict?: 'stream_verdict' | 'skb_verdict';
   objectPath?: string;
@@ -175,7 +178,7 @@ export class SkbDatapath {
   private constructor(
     readonly object: BpfObject,
     readonly maps: SkbMaps,
-    readonly links: { verdict: AttachedLink; sockops: AttachedLink },
+    readonly links: { verdict: AttachedLink; release: AttachedLink },
     readonly dir: string,
     readonly cgroup: string,
   ) {}
@@ -186,39 +189,27 @@ export class SkbDatapath {
     if (!existsSync(join(cgroup, 'cgroup.procs'))) throw new Error(`cgroup ${cgroup} does not exist (no cgroup.procs); give a cgroup v2 directory`);
     if (resolve(cgroup) === resolve(cgroup2Mount()) && !opts.allowRootCgroup) {
       throw new Error(
-        `refusing to attach sockops to the root cgroup ${cgroup}: it would watch every socket of the host. Run the agent in its own cgroup (a systemd service or a container has one), name one explicitly, or allow the root on purpose`,
+        `refusing to attach the SKB splice to the root cgroup ${cgroup}: it would run for every socket of the host. Run the agent in its own cgroup (a systemd service or a container has one), name one explicitly, or allow the root on purpose`,
       );
     }
     const cap = opts.capacity ?? {};
     const maxEntries: Record<string, number> = {};
     if (cap.socks) Object.assign(maxEntries, { skb_socks: cap.socks, skb_pairs: cap.socks, skb_sock_stats: cap.socks });
-    if (cap.ports) maxEntries['skb_ports'] = cap.ports;
     const obj = BpfObject.load(opts.objectPath ?? bpfObjectPath('skb_splice'), { pinDir: dir, maxEntries });
     const attached: AttachedLink[] = [];
     try {
       const maps = SkbMaps.fromObject(obj);
       const verdict = attachPinned(obj.program('exds_skb_verdict'), { kind: 'sockmap', map: maps.socks, verdict: opts.verdict ?? 'stream_verdict' }, join(dir, LINK_VERDICT));
       attached.push(verdict);
-      const sockops = attachPinned(obj.program('exds_skb_sockops'), { kind: 'cgroup', path: cgroup }, join(dir, LINK_SOCKOPS));
-      attached.push(sockops);
-      return new SkbDatapath(obj, maps, { verdict, sockops }, dir, cgroup);
+      const release = attachPinned(obj.program('exds_skb_release'), { kind: 'cgroup', path: cgroup }, join(dir, LINK_RELEASE));
+      attached.push(release);
+      detachPinnedLink(join(dir, LINK_SOCKOPS_OLD));
+      return new SkbDatapath(obj, maps, { verdict, release }, dir, cgroup);
     } catch (e) {
       for (const l of attached) l.release();
       obj.close();
       throw e;
     }
-  }
-
-  /** Makes skb_ports hold exactly these listener ports (port → listener id). */
-  setListenerPorts(ports: ReadonlyMap<number, number> | number[]): void {
-    const want = Array.isArray(ports) ? new Map(ports.map((p) => [p, 0])) : ports;
-    for (const p of want.keys()) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`listener port ${p} is not a TCP port (1-65535)`);
-    for (const k of this.maps.ports.keys()) if (!want.has(k.port)) this.maps.ports.delete(k);
-    for (const [port, id] of want) this.maps.ports.update({ port }, { listener_id: id });
-  }
-
-  listenerPorts(): number[] {
-    return this.maps.ports.keys().map((k) => k.port).sort((a, b) => a - b);
   }
 
   counters(): SkbCounters {
@@ -227,14 +218,14 @@ export class SkbDatapath {
 
   /** Lets go of our fds; everything stays attached and pinned (agent exit, restart). */
   release(): void {
-    this.links.sockops.release();
+    this.links.release.release();
     this.links.verdict.release();
     this.object.close();
   }
 
-  /** Removes the datapath: sockops first, then the verdict, then the pins. Idempotent. */
+  /** Removes the datapath: the release cleanup first, then the verdict, then the pins. Idempotent. */
   detach(): void {
-    this.links.sockops.detach();
+    this.links.release.detach();
     this.links.verdict.detach();
     this.object.close();
     SkbDatapath.detachPinned(this.dir);
@@ -242,7 +233,8 @@ export class SkbDatapath {
 
   /** Removes whatever an SKB datapath left pinned in dir, without loading anything. Idempotent. */
   static detachPinned(dir: string): void {
-    detachPinnedLink(join(dir, LINK_SOCKOPS));
+    detachPinnedLink(join(dir, LINK_RELEASE));
+    detachPinnedLink(join(dir, LINK_SOCKOPS_OLD));
     detachPinnedLink(join(dir, LINK_VERDICT));
     removePinTree(dir);
   }

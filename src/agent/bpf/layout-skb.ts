@@ -22,8 +22,8 @@ export const SkbSock = defineStruct('exds_skb_sock', [
 
 /** struct exds_skb_stats (skb_stats, per CPU, one element) */
 export const SkbStats = defineStruct('exds_skb_stats', [
-  ['socks_watched', 'u64'],
-  ['socks_closed', 'u64'],
+  ['socks_released', 'u64'],
+  ['socks_cleaned', 'u64'],
   ['passed_bytes', 'u64'],
   ['passed_skbs', 'u64'],
   ['redirected_bytes', 'u64'],

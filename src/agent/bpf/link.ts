@@ -1,4 +1,4 @@
-// Attachments: bpf_link for XDP, cgroup (sockops), netns (sk_lookup) and sockmap verdicts, each
+// Attachments: bpf_link for XDP, cgroup (sock_release), netns (sk_lookup) and sockmap verdicts, each
 // pinned so that it outlives the agent; and tc filters through libbpf's tc API (netlink, which
 // has no pinnable link). Re-attaching where a pinned link already exists ADOPTS it: the link is
 // kept and its program swapped atomically (bpf_link_update), never attached twice. Detach is

@@ -1,6 +1,6 @@
 // The bpffs pin layout of one datapath root, and its complete removal. Layout (DESIGN.md, "Agent
 // ↔ kernel contract"), under the root (default /sys/fs/bpf/ebpf-xds/):
-//   skb/                SKB splice maps, link_sockops, link_verdict
+//   skb/                SKB splice maps, link_release, link_verdict
 //   steer/              sk_lookup maps, link_sk_lookup
 //   firewall/<ifname>/  drop-rule maps, link_xdp
 //   xdp/<ifname>/       XDP splice (its own module decides the names inside)

@@ -167,7 +167,8 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
     const finish = () => {
       if (finished || closed.size < 2 || !dirs.every((d) => d.done)) return;
       finished = true;
-      releaseFds();
+      // Entries first, then our fds: the last fd's release runs the kernel's own cleanup, which
+      // counts what it still finds (socks_cleaned) as left behind by its owner.
       if (maps && mode !== 'userspace') {
         for (const e of ends) {
           try {
@@ -177,6 +178,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
           }
         }
       }
+      releaseFds();
       resolve({
         mode,
         ...(fallbackReason && mode === 'fallback' ? { fallbackReason } : {}),
