@@ -295,6 +295,7 @@ for (const kind of ['routed', 'one-armed'] as const) {
 
     it('keeps spliced connections flowing while the datapath owner restarts (pins adopted)', async () => {
       const r = rig!;
+      const before = r.proxy.conns.length;
       const srv = await startServer(r.server, { send: 30 * MB, pauseMs: 1500, port: SERVER_PORT, conns: 1 });
       const client = runClient(r.client, { host: r.proxyAddr, port: r.proxy.port, send: 30 * MB, pauseMs: 1500 });
       await new Promise((res) => setTimeout(res, 700)); // spliced by now, both sides pausing
@@ -305,7 +306,8 @@ for (const kind of ['routed', 'one-armed'] as const) {
       const [c] = await client;
       const [s] = await srv.done;
       expectIntact(c!, s!, 30 * MB, 30 * MB);
-      const conn = (await r.proxy.waitConns(r.proxy.conns.length))[r.proxy.conns.length - 1]!;
+      // This connection's record, not the last one so far: the proxy reports it after the client ends.
+      const conn = (await r.proxy.waitConns(before + 1))[before]!;
       expect(conn).toMatchObject({ mode: 'xdp', end: 'closed' });
       r.progIds = progIdsOf(r.dp);
     }, 60_000);
