@@ -129,8 +129,8 @@ async function main(): Promise<void> {
   const section = summarySection(doc, {
     machine: m,
     loadBefore,
-    loadAfter,
-    what: SUMMARY_ONLY || QUICK ? 'Summary recomputed from the sections below' : `Ran ${ran.join(', ')} (\`npm run bench\`, ${elapsed(t0)})`,
+    ...(benches.length ? { loadAfter } : {}),
+    what: SUMMARY_ONLY || QUICK ? 'Summary recomputed from the benchmarks\' sections' : `Ran ${ran.join(', ')} (\`npm run bench\`, ${elapsed(t0)})`,
     date: new Date().toISOString().slice(0, 10),
   });
   if (WRITE && !stopping) {

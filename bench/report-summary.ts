@@ -15,9 +15,9 @@ export interface Machine {
 
 export interface SummaryRun {
   machine: Machine;
-  /** 1, 5 and 15 minute load averages. */
+  /** 1, 5 and 15 minute load averages; without `loadAfter` nothing ran (the summary was recomputed). */
   loadBefore: number[];
-  loadAfter: number[];
+  loadAfter?: number[];
   /** What ran ("bench:xds, bench:datapath, …", or that the summary was only recomputed). */
   what: string;
   date: string;
@@ -83,7 +83,7 @@ function connlatLines(doc: string): string[] {
   const fb = (h: typeof lh) => {
     const c = h ? cell(h.t, h.r, 'first byte') : undefined;
     const m = c ? /([\d.]+)\s*\/\s*([\d.]+)/.exec(c) : null;
-    return m ? { p50: Number(m[1]), p99: Number(m[2]) } : undefined;
+    return m ? { p50: m[1]!, p99: m[2]! } : undefined;
   };
   const [bh, bu, bd] = [fb(lh), fb(lu), fb(ld)];
   if (bh && bu && bd) {
@@ -131,7 +131,7 @@ export function summarySection(doc: string, run: SummaryRun): string {
     `<!-- ${SUMMARY_SECTION}:start -->`,
     '## Summary',
     '',
-    `Machine: ${m.cores} × ${m.cpuModel}, ${m.ramGiB.toFixed(1)} GiB RAM, Linux ${m.kernel}, Node ${m.node}. Load average (1, 5, 15 min) ${load(run.loadBefore)} before, ${load(run.loadAfter)} after. ${run.what}, ${run.date}. Every figure below is read from the sections that follow, and every ratio compares modes within one run of its benchmark.`,
+    `Machine: ${m.cores} × ${m.cpuModel}, ${m.ramGiB.toFixed(1)} GiB RAM, Linux ${m.kernel}, Node ${m.node}. ${run.loadAfter ? `Load average (1, 5, 15 min) ${load(run.loadBefore)} before, ${load(run.loadAfter)} after.` : `Load average (1, 5, 15 min) ${load(run.loadBefore)} when this summary was written; each section states the load of its own run.`} ${run.what}, ${run.date}. Every figure below is read from the sections that follow, and every ratio compares modes within one run of its benchmark.`,
     '',
     ...datapathLines(doc),
     ...connlatLines(doc),
