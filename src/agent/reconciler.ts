@@ -201,10 +201,20 @@ export class Reconciler {
       const prev = this.lastGood.get(name);
       if (prev && !desired.has(name)) candidates.push(prev);
     }
+    // What fails without touching the kernel (capabilities, interfaces) falls back to the
+    // previous version before the pass: a pass without the listener would detach what it uses
+    // (XDP splice, drop rules) only for the retry to attach it again, resetting counters.
+    const early = this.check(candidates, inventory).failures;
+    for (const [n, e] of early) if (!failures.has(n)) failures.set(n, e);
+    candidates = candidates.flatMap((l) => {
+      if (!early.has(l.name)) return [l];
+      const prev = this.lastGood.get(l.name);
+      return prev && prev !== l && !this.check([prev], inventory).failures.has(prev.name) ? [prev] : [];
+    });
     let passFailures = await this.pass(candidates, clusters, state.clusters, inventory, degraded, draining);
-    // A failed update falls back to the previous version of that listener, once.
+    // An update that failed in the pass falls back to the previous version of that listener, once.
     const retry = candidates.some((l) => passFailures.has(l.name) && this.lastGood.has(l.name) && this.lastGood.get(l.name) !== l);
-    for (const [n, e] of passFailures) failures.set(n, e);
+    for (const [n, e] of passFailures) if (!failures.has(n)) failures.set(n, e);
     if (retry) {
       candidates = candidates.flatMap((l) => {
         if (!passFailures.has(l.name)) return [l];
@@ -247,24 +257,17 @@ export class Reconciler {
     return this.last;
   }
 
-  /** One pass over the kernel datapaths and the proxy; returns the listeners that failed. */
-  private async pass(
-    listeners: readonly DesiredListener[],
-    clusters: ReadonlyMap<string, DesiredCluster>,
-    clusterList: readonly DesiredCluster[],
-    inventory: readonly NetInterface[],
-    degraded: Set<string>,
-    draining: Set<string>,
-  ): Promise<Map<string, string>> {
+  /**
+   * 1. What this node can do, and the interfaces the listeners name: pure, nothing attached.
+   * `degraded` collects what serves with less than asked.
+   */
+  private check(listeners: readonly DesiredListener[], inventory: readonly NetInterface[], degraded = new Set<string>()): { failures: Map<string, string>; chainIfaces: Map<string, string[]> } {
     const failures = new Map<string, string>();
     const fail = (l: string, e: string) => {
       if (!failures.has(l)) failures.set(l, e.startsWith(`listener "${l}"`) ? e : `listener "${l}": ${e}`);
     };
-    const present = new Set(inventory.map((i) => i.name));
     const caps = new Set<string>(this.o.probe.supported);
     const why = (c: string) => this.o.probe.missing[c as keyof AttachProbe['missing']] ?? 'not supported here';
-
-    // 1. What this node can do, and the interfaces the listeners name.
     const chainIfaces = new Map<string, string[]>();
     for (const l of listeners) {
       if (needsSkb(l)) {
@@ -290,6 +293,24 @@ export class Reconciler {
         degraded.add(`listener "${l.name}": sk_lookup is not available on node ${this.o.nodeId} (${why('sk_lookup')}); Envoy receives only the ports it binds`);
       }
     }
+    return { failures, chainIfaces };
+  }
+
+  /** One pass over the kernel datapaths and the proxy; returns the listeners that failed. */
+  private async pass(
+    listeners: readonly DesiredListener[],
+    clusters: ReadonlyMap<string, DesiredCluster>,
+    clusterList: readonly DesiredCluster[],
+    inventory: readonly NetInterface[],
+    degraded: Set<string>,
+    draining: Set<string>,
+  ): Promise<Map<string, string>> {
+    const { failures, chainIfaces } = this.check(listeners, inventory, degraded);
+    const fail = (l: string, e: string) => {
+      if (!failures.has(l)) failures.set(l, e.startsWith(`listener "${l}"`) ? e : `listener "${l}": ${e}`);
+    };
+    const present = new Set(inventory.map((i) => i.name));
+    const caps = new Set<string>(this.o.probe.supported);
     let ok = listeners.filter((l) => !failures.has(l.name));
 
     // 2. Ids (slots) that stay with each listener, taking over what an earlier agent left.

@@ -183,6 +183,18 @@ describe('reconciler listener semantics', () => {
     expect([...server.served().keys()]).toEqual(['a']);
   });
 
+  it('falls back to the previous version before any pass when the update names a missing interface', async () => {
+    const { r, server } = reconciler();
+    const v1 = listener('b');
+    await r.apply(state(listener('a'), v1));
+    const applies = server.applied.length;
+    const report = await r.apply(state(listener('a'), listener('b', { mode: 'xdp', interface: { name: 'eth9' } })));
+    expect(report.listeners.find((l) => l.name === 'b')).toMatchObject({ ok: false, previousServes: true, error: expect.stringContaining('interface "eth9" not found on node n1') });
+    // One pass, with v1 in it: no pass ran without "b" (which would detach what it uses, then attach it again).
+    expect(server.applied.length).toBe(applies + 1);
+    expect(server.served().get('b')).toBe(v1);
+  });
+
   it('refuses an SKB listener where the node cannot load the programs, saying why', async () => {
     const { r } = reconciler(['cgroup_sock', 'sk_lookup', 'sockops', 'tc', 'xdp']);
     const report = await r.apply(state(listener('s', { mode: 'skb' })));
