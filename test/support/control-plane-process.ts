@@ -117,7 +117,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c
   let stderr = '';
   proc.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
   proc.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
-  return new Promise((res) => proc.once('exit', (code) => res({ code, stdout, stderr })));
+  return new Promise((res) => proc.once('close', (code) => res({ code, stdout, stderr })));
 }
 
 /** SIGKILLs every control plane still running (for afterAll). */

@@ -52,7 +52,7 @@ export async function startProxyProcess(host: Host, o: ProxyProcessOptions): Pro
     const q = waiting.get(ev['event'] as string);
     q?.shift()?.(ev);
   });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   exited.then(() => rmSync(dir, { recursive: true, force: true }));
   const died = exited.then((code) => Promise.reject(new Error(`proxy fixture exited with ${code}: ${stderr.trim().slice(-2000)}`)));
   died.catch(() => undefined);

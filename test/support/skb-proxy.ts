@@ -76,7 +76,7 @@ export async function startSkbProxy(host: Host, o: ProxyOptions): Promise<Runnin
     else if (ev['event'] === 'conn') conns.push(ev as unknown as ConnEvent);
     else if (ev['event'] === 'summary') summary = ev as unknown as ProxySummary;
   });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   const info = await Promise.race([
     listening,
     exited.then((code) => Promise.reject(new Error(`skb proxy exited with ${code} before listening: ${stderr.trim()}`))),

@@ -66,7 +66,8 @@ function collect(host: Host, args: string[], onLine?: (o: Record<string, unknown
     onLine?.(o);
   });
   return new Promise((resolve, reject) => {
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': 'exit' can come before the last lines of stdout were read.
+    child.on('close', (code, signal) => {
       if (code === 0) resolve(results);
       else reject(new Error(`tcp-tool ${args[0]} in ${host.name} exited with ${code ?? signal}: ${stderr.trim()}`));
     });

@@ -63,7 +63,7 @@ export async function startXdpProxy(host: Host, o: XdpProxyOptions): Promise<Run
       for (const w of waiters.splice(0)) w();
     } else if (ev['event'] === 'error') errors.push(String(ev['message']));
   });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   const info = await Promise.race([
     listening,
     exited.then((code) => Promise.reject(new Error(`xdp proxy exited with ${code} before listening: ${stderr.trim()}`))),
