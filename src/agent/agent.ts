@@ -17,6 +17,7 @@ import { decodeState, type ProxyMode, type ResourceView } from './decode.js';
 import { listInterfaces } from './interfaces.js';
 import { nodeInfo } from './node-info.js';
 import { EmbeddedProxy } from './proxy/proxy.js';
+import { SkbKeeper } from './proxy/skb-keeper.js';
 import { Reconciler, type ReconcileReport } from './reconciler.js';
 import { XdsClient, type ApplyOutcome, type ApplyTrigger } from './xds-client.js';
 
@@ -65,6 +66,7 @@ export class Agent {
     readonly proxy: EmbeddedProxy | undefined,
     private readonly http: http.Server,
     private client: XdsClient | undefined,
+    private readonly skbKeeper: SkbKeeper | undefined,
   ) {}
 
   /** The metrics port actually bound (0 in the options picks a free one). */
@@ -104,7 +106,9 @@ export class Agent {
 
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
-    const reconciler = new Reconciler({ pins, nodeId, mode: opts.proxy, cgroup, probe, logger: log, registry });
+    // SKB-spliced pairs go to a keeper process after their handover, so they outlive this one.
+    const skbKeeper = opts.proxy === 'embedded' ? new SkbKeeper({ pinDir: pins.skb, logger: log, registry }) : undefined;
+    const reconciler = new Reconciler({ pins, nodeId, mode: opts.proxy, cgroup, probe, logger: log, registry, ...(skbKeeper ? { skbKeeper } : {}) });
     const proxy = opts.proxy === 'embedded' ? new EmbeddedProxy({ logger: log, registry, hooks: reconciler.spliceHooks() }) : undefined;
     if (proxy) reconciler.useServer(proxy);
 
@@ -126,7 +130,7 @@ export class Agent {
       );
       server.listen(opts.metricsPort, opts.metricsHost, () => resolve());
     });
-    agent = new Agent(opts, nodeId, probe, registry, reconciler, proxy, server, undefined);
+    agent = new Agent(opts, nodeId, probe, registry, reconciler, proxy, server, undefined, skbKeeper);
     const client = new XdsClient({
       target: opts.controlPlane,
       node,
@@ -148,6 +152,8 @@ export class Agent {
       if (this.retryTimer) clearTimeout(this.retryTimer);
       await this.client?.close();
       await this.proxy?.close();
+      // The keeper finishes the pairs it holds and exits by itself.
+      this.skbKeeper?.close();
       if (this.opts.detachOnExit) await this.reconciler.detach();
       else await this.reconciler.release();
       await new Promise<void>((r) => this.http.close(() => r()));

@@ -17,6 +17,7 @@ import { egressInterface, listInterfaces, resolveInterface, type NetInterface } 
 import { ListenerIds, slotKey } from './listener-ids.js';
 import { agentMetrics } from './metrics.js';
 import { skbHandoff } from './proxy/handoff-skb.js';
+import type { SkbKeeper } from './proxy/skb-keeper.js';
 import { xdpHandoff } from './proxy/handoff-xdp.js';
 import type { ListenerApplyResult, SpliceHooks } from './proxy/proxy.js';
 import { compileDropRules, FirewallReconciler } from './reconcile-firewall.js';
@@ -44,6 +45,8 @@ export interface ReconcilerOptions {
   egress?: (address: string) => Promise<string | undefined>;
   /** Largest number of listeners with an id (steer_socks capacity). */
   maxListeners?: number;
+  /** Holds SKB-spliced pairs after their handover so they outlive the agent (skb-keeper.ts). */
+  skbKeeper?: SkbKeeper;
 }
 
 export interface ListenerResult {
@@ -115,7 +118,7 @@ export class Reconciler {
   spliceHooks(): SpliceHooks {
     const xdp = xdpHandoff({ maps: () => this.xdp.maps, ownerId: (l) => this.ids.get(l) ?? 0 });
     const hooks: SpliceHooks = {
-      skb: skbHandoff({ maps: () => this.skb.maps }),
+      skb: skbHandoff({ maps: () => this.skb.maps, ...(this.o.skbKeeper ? { keeper: this.o.skbKeeper } : {}) }),
       xdp: (ctx) => {
         // XDP splice rewrites packets only on the interfaces it is attached to: both legs must
         // arrive there, or the stepped-out sockets' peers would talk to nobody.

@@ -1,9 +1,11 @@
 // The agent's kernel state outlives the agent: kill -9 in the middle of a 200 MB XDP-spliced
 // transfer, start it again, and the transfer completes intact while the new agent adopts the
 // pinned maps and links (the kernel's own count of programs at every hook is the same before and
-// after: nothing attached twice). Then --proxy=envoy on the same pins: programs and maps for an
+// after: nothing attached twice). The same for a 200 MB SKB-spliced transfer each way: the splice
+// keeper holds its sockets, so kill -9 of the agent does not close them, and the keeper exits
+// once the flow ended, leaving the SKB maps empty. Then --proxy=envoy on the same pins: programs and maps for an
 // Envoy, no listening sockets; and --detach-on-exit leaves nothing behind.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,6 +34,27 @@ let client: Host;
 let mb: Host;
 let server: Host;
 let mbAddr: string;
+/** Every splice keeper an agent of this file forked (afterAll kills what is left of them). */
+const keeperPids = new Set<number>();
+const allLogs: string[] = [];
+
+/** Alive and not a zombie (an orphaned keeper is reaped by whatever PID 1 is here). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+function keepersOf(logs: string): number[] {
+  return [...logs.matchAll(/"keeperPid":(\d+),"msg":"splice keeper forked"/g)].map((m) => Number(m[1]));
+}
 
 const agentOpts = (extra: Partial<Parameters<typeof startAgent>[1]> = {}) => ({ controlPlane: `127.0.0.1:${cp.xdsPort}`, nodeId: 'mb-r', pinRoot: env.pins.root, cgroup: env.cgroup, ...extra });
 
@@ -74,6 +97,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await agent?.kill('SIGKILL');
+  for (const pid of [...keeperPids, ...keepersOf(agent?.logs() ?? '')]) if (alive(pid)) process.kill(pid, 'SIGKILL');
   await killAllControlPlanes();
   await topo?.destroy();
   env?.cleanup();
@@ -127,6 +151,64 @@ describe('agent restart', () => {
     expect((await tcpProbe(client, mbAddr, 7101, { timeoutMs: 3000 })).outcome).not.toBe('timeout');
   }, 120_000);
 
+  it('keeps a 200 MB SKB-spliced transfer each way flowing through kill -9 of the agent: the splice keeper holds the sockets, then exits', async () => {
+    const count = () => attachments(mb, ['eth0', 'eth1'], env.cgroup);
+    const before = await count();
+    const skb = SkbMaps.openPinned(env.pins.skb);
+    try {
+      expect(skb.occupancy()).toEqual({ socks: 0, pairs: 0, sockStats: 0 });
+      const srv = await startServer(server, { port: 9500, send: 200 * MB, waitFirst: true });
+      // The client pauses half-way, long enough for the agent to be gone and back.
+      const transfer = runClient(client, { host: mbAddr, port: 7002, send: 200 * MB, pauseMs: 3000 });
+      await waitFor('the pair handed over to the kernel and adopted by the keeper', async () => {
+        const m = await agent!.metrics();
+        return skb.occupancy().pairs === 2 && sample(m, 'exds_skb_keeper_pairs_total', { outcome: 'keeper' }) === 1 && skb.counters().redirected_bytes > BigInt(4 * MB);
+      });
+      const [keeper] = keepersOf(agent!.logs());
+      expect(keeper).toBeDefined();
+      keeperPids.add(keeper!);
+      const killed = await agent!.kill('SIGKILL');
+      expect(killed.signal).toBe('SIGKILL');
+      const atKill = skb.counters().redirected_bytes;
+      expect(alive(keeper!)).toBe(true);
+      const first = agent!;
+      agent = await startAgent(mb, agentOpts());
+      await agent.waitReady();
+      const [c] = await transfer;
+      const [s] = await srv.done;
+      expect([c!.recv, s!.recv]).toEqual([200 * MB, 200 * MB]);
+      expect(c!.sentSha).toBe(s!.recvSha);
+      expect(s!.sentSha).toBe(c!.recvSha);
+      expect([c!.endedBy, s!.endedBy]).toEqual(['fin', 'fin']);
+      // The kernel carried the bytes after the kill: no proxy copied them.
+      expect(Number(skb.counters().redirected_bytes - atKill)).toBeGreaterThan(100 * MB);
+      await waitFor('the keeper to exit after its last pair', () => !alive(keeper!));
+      await waitFor('the SKB maps to be empty', () => skb.occupancy().socks === 0 && skb.occupancy().pairs === 0 && skb.occupancy().sockStats === 0);
+      allLogs.push(first.logs());
+    } finally {
+      skb.close();
+    }
+    // The keeper wrote to the stderr it shared with the killed agent.
+    const old = allLogs.join('');
+    expect(old).toMatch(/"msg":"the agent is gone; the splice keeper carries on with its pairs"/);
+    expect(old).toMatch(/"conn":"[^"]+".*"end":"fin","mode":"kernel".*"agent":"gone".*"msg":"spliced pair ended \(splice keeper\)"/);
+    expect(old).toMatch(/"msg":"splice keeper exiting: its agent is gone and its last pair ended"/);
+    expect(await count()).toEqual(before);
+    expect(agent.logs()).not.toMatch(/"msg":"SKB splice detached/);
+    // The new agent hands new SKB pairs to a fresh keeper.
+    const srv2 = await startServer(server, { port: 9500, send: 8 * MB, waitFirst: true });
+    const [c2] = await runClient(client, { host: mbAddr, port: 7002, send: 8 * MB, pauseMs: 1000 });
+    const [s2] = await srv2.done;
+    expect([c2!.recv, s2!.recv, c2!.endedBy]).toEqual([8 * MB, 8 * MB, 'fin']);
+    expect(c2!.sentSha).toBe(s2!.recvSha);
+    expect(s2!.sentSha).toBe(c2!.recvSha);
+    const fresh = keepersOf(agent.logs());
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]).not.toBe(keepersOf(old)[0]);
+    keeperPids.add(fresh[0]!);
+    expect(alive(fresh[0]!)).toBe(true);
+  }, 120_000);
+
   it('with --proxy=envoy pins maps and attaches programs for an Envoy, listens on nothing, and --detach-on-exit leaves nothing behind', async () => {
     await agent!.stop();
     agent = await startAgent(mb, agentOpts({ proxy: 'envoy', nodeId: 'mb-envoy', args: ['--detach-on-exit'] }));
@@ -155,6 +237,8 @@ describe('agent restart', () => {
 
     await agent.stop();
     agent = undefined;
+    // Every splice keeper is gone with its agent (none had a pair left).
+    await waitFor('the splice keepers to exit', () => [...keeperPids].every((pid) => !alive(pid)));
     expect(listPins(env.pins.root)).toEqual([]);
     expect(await attachments(mb, ['eth0', 'eth1'], env.cgroup)).toEqual({
       xdp: { eth0: 0, eth1: 0 },

@@ -1,7 +1,9 @@
 // The SKB hand-off hook: gives a connected pair to splice-skb.ts (the sockmap datapath's pairing
 // protocol, which hands it to the kernel or copies on where it cannot) and reports the path. The
-// reconciler (or a test fixture) creates it with the pinned SKB maps it owns.
+// reconciler (or a test fixture) creates it with the pinned SKB maps it owns, and the agent's
+// splice keeper when there is one.
 import type { SkbMaps } from '../bpf/datapath-skb.js';
+import type { SkbKeeper } from './skb-keeper.js';
 import { spliceSkb, type SkbSpliceOptions, type SpliceReport } from './splice-skb.js';
 import type { HandoffContext, SpliceOutcome, SpliceResult } from './handoff.js';
 
@@ -12,6 +14,8 @@ export interface SkbHandoffOptions {
   handoverTimeoutMs?: number;
   /** How long ending a direction may wait for the kernel's bytes (splice-skb default 30 s). */
   drainTimeoutMs?: number;
+  /** The splice keeper that holds pairs after their handover, so they outlive the agent (absent: the agent keeps them). */
+  keeper?: SkbKeeper;
 }
 
 export function skbHandoff(opts: SkbHandoffOptions): (ctx: HandoffContext) => SpliceOutcome {
@@ -22,6 +26,10 @@ export function skbHandoff(opts: SkbHandoffOptions): (ctx: HandoffContext) => Sp
       maps,
       initial: ctx.initial,
       logger: ctx.logger,
+      connId: ctx.connId,
+      listener: ctx.listener,
+      idleTimeoutMs: ctx.idleTimeoutMs,
+      ...(opts.keeper ? { keeper: opts.keeper } : {}),
     };
     if (opts.handoverTimeoutMs !== undefined) spliceOpts.handoverTimeoutMs = opts.handoverTimeoutMs;
     if (opts.drainTimeoutMs !== undefined) spliceOpts.drainTimeoutMs = opts.drainTimeoutMs;

@@ -19,12 +19,18 @@
 // Sockets enter the SOCKHASH only paired and ready, never earlier, because bytes a verdict
 // passes to user space wait in a psock queue that the kernel discards when the socket reaches
 // TCP_CLOSE or leaves the map, and that stalls behind bytes redirected into the same socket.
+//
+// With a splice keeper (skb-keeper.ts), the post-handover phase runs there instead: right after
+// the handover, with both sockets still unread, their fds go to the keeper; once it holds them
+// the agent closes its own, so the connection outlives the agent's process. Until then, and when
+// the keeper is unavailable or refuses, the pair stays here.
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SkbMaps } from '../bpf/datapath-skb.js';
 import { PairState } from '../bpf/layout-skb.js';
 import { bytesWritten, dupFd, recvNonBlocking, socketCookie, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
+import type { SkbKeeper } from './skb-keeper.js';
 
 /** kernel: handed over; fallback: maps were there but the connection was copied to its end;
  * userspace: no maps, plain copy; broken: a redirect failed after the handover. */
@@ -47,8 +53,8 @@ export interface SpliceReport {
   handoverMs?: number;
   downstreamToUpstream: DirectionReport;
   upstreamToDownstream: DirectionReport;
-  /** fin: both directions ended in order; reset: an RST ended it; error: a local failure. */
-  end: 'fin' | 'reset' | 'error';
+  /** fin: both directions ended in order; reset: an RST ended it; error: a local failure; idle: the keeper's idle timeout closed it. */
+  end: 'fin' | 'reset' | 'error' | 'idle';
   error?: string;
 }
 
@@ -66,6 +72,13 @@ export interface SkbSpliceOptions {
   /** Bytes already read from the downstream socket, to send upstream first. */
   initial?: Buffer;
   logger?: Logger;
+  /** Passes the pair to the splice keeper after the handover (absent: the pair stays here). */
+  keeper?: SkbKeeper;
+  /** For the keeper: the connection id and listener its log lines name. */
+  connId?: string;
+  listener?: string;
+  /** For the keeper: TcpProxy idle_timeout in ms (0: none); here the proxy watches it. */
+  idleTimeoutMs?: number;
 }
 
 interface End {
@@ -154,6 +167,8 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
   let end: SpliceReport['end'] = 'fin';
   let error: string | undefined;
   let finished = false;
+  /** pending: sent to the keeper, not yet adopted (nothing reads the sockets); kept: the keeper has them. */
+  let keeperState: 'pending' | 'kept' | undefined;
   const closed = new Set<Socket>();
 
   return new Promise<SpliceReport>((resolve) => {
@@ -179,16 +194,18 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
         }
       }
       releaseFds();
-      resolve({
-        mode,
-        ...(fallbackReason && mode === 'fallback' ? { fallbackReason } : {}),
-        ...(handoverMs !== undefined ? { handoverMs } : {}),
-        downstreamToUpstream: dirs[0].report(),
-        upstreamToDownstream: dirs[1].report(),
-        end,
-        ...(error ? { error } : {}),
-      });
+      resolve(report());
     };
+
+    const report = (): SpliceReport => ({
+      mode,
+      ...(fallbackReason && mode === 'fallback' ? { fallbackReason } : {}),
+      ...(handoverMs !== undefined ? { handoverMs } : {}),
+      downstreamToUpstream: dirs[0].report(),
+      upstreamToDownstream: dirs[1].report(),
+      end,
+      ...(error ? { error } : {}),
+    });
 
     const resetBoth = (why: 'reset' | 'error', detail?: string) => {
       if (end === 'fin') end = why;
@@ -218,6 +235,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
     const stopped = new Set<StreamHandle>();
     const handleOf = (sock: Socket) => (sock as unknown as { _handle?: StreamHandle | null })._handle ?? undefined;
     const flow = () => {
+      if (keeperState) return; // the keeper reads them, or will
       for (const d of dirs) {
         if (d.srcEnded || d.src.sock.destroyed) continue;
         const h = handleOf(d.src.sock);
@@ -303,7 +321,54 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       mode = 'kernel';
       handoverMs = Date.now() - started;
       phase = 'final';
+      if (passToKeeper()) return; // nothing reads the sockets until the keeper answers
       flow(); // Node keeps reading: from now on it can only see the end of each stream
+    };
+
+    // Called right after the handover: both sockets unread (stopped since the draining), every
+    // byte we read already in the peer's send queue, so the keeper starts from a clean state.
+    const passToKeeper = (): boolean => {
+      if (!opts.keeper) return false;
+      const meta = {
+        connId: opts.connId ?? `${down.cookie}`,
+        listener: opts.listener ?? '',
+        downCookie: `${down.cookie}`,
+        upCookie: `${up.cookie}`,
+        downstreamToUpstream: { consumed: dirs[0].consumed(), queued: dirs[0].queued, userBytes: dirs[0].userBytes },
+        upstreamToDownstream: { consumed: dirs[1].consumed(), queued: dirs[1].queued, userBytes: dirs[1].userBytes },
+        drainTimeoutMs,
+        idleTimeoutMs: opts.idleTimeoutMs ?? 0,
+      };
+      const t = opts.keeper.transfer(meta, down.fd!, up.fd!);
+      if (!t) return false;
+      keeperState = 'pending';
+      void t.adopted.then((ok) => {
+        if (finished) {
+          // We reset the connection meanwhile: the keeper's copies must go too.
+          if (ok) t.reset('the agent reset the pair before the keeper took it');
+          return;
+        }
+        if (!ok) {
+          keeperState = undefined;
+          flow();
+          return;
+        }
+        keeperState = 'kept';
+        // Our copies go: from now on the keeper's fds are what keeps the connection open.
+        for (const e of ends) e.sock.destroy();
+        releaseFds();
+        void t.ended.then((r) => {
+          if (finished) return;
+          finished = true;
+          mode = r.mode;
+          end = r.end;
+          if (r.error) error = r.error;
+          dirs[0].kernelBytes = BigInt(r.kernelBytes.downstreamToUpstream);
+          dirs[1].kernelBytes = BigInt(r.kernelBytes.upstreamToDownstream);
+          resolve(report());
+        });
+      });
+      return true;
     };
 
     let drainTimer: NodeJS.Timeout | undefined;
@@ -354,6 +419,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
 
     for (const d of dirs) {
       d.src.sock.on('data', (chunk: Buffer) => {
+        if (keeperState === 'kept') return;
         if (mode === 'kernel' || mode === 'broken') return onDataAfterHandover(d);
         if (!forward(d, chunk) && !d.blocked) {
           d.blocked = true;
@@ -365,6 +431,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
         }
       });
       d.src.sock.on('end', () => {
+        if (keeperState === 'kept') return;
         d.srcEnded = true;
         if (phase === 'draining') giveUp('half-closed');
         waitDrained(d)
@@ -376,10 +443,12 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
           .catch((e: Error) => resetBoth('error', e.message));
       });
       d.src.sock.on('error', (e: NodeJS.ErrnoException) => {
+        if (keeperState === 'kept') return;
         if (e.code === 'ECONNRESET' || e.code === 'EPIPE') resetBoth('reset');
         else resetBoth('error', `${d.name}: ${e.message}`);
       });
       d.src.sock.on('close', () => {
+        if (keeperState === 'kept') return;
         closed.add(d.src.sock);
         if (drainTimer) clearTimeout(drainTimer);
         // A socket closes normally once it has read its peer's FIN and we have shut its write
