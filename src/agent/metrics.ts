@@ -1,12 +1,33 @@
 // The agent's Prometheus metrics (prom-client), defined once per Registry and shared by the
 // parts that update them: the embedded proxy, the health checker, and (through the collect
-// sources) the reconciler, which reads the per-CPU BPF counters at scrape time.
+// sources) the reconciler, which reads the per-CPU BPF counters at scrape time. The proxy's
+// per-connection counts are plain numbers per listener (listenerCounts) that the metrics read
+// when they are collected: a prom-client inc hashes and validates its labels every time, and a
+// short connection made seven of them.
 import { Counter, Gauge, type Registry } from 'prom-client';
 
 export type PathLabel = 'xdp' | 'skb' | 'userspace';
+export type DirectionLabel = 'downstream_to_upstream' | 'upstream_to_downstream';
+
+/**
+ * The per-connection counts of one listener (by name), bumped by the proxy as plain numbers.
+ * exds_proxy_accepted_total, exds_proxy_connections_total, exds_proxy_userspace_bytes_total and
+ * exds_proxy_active_connections read them at every scrape (and metric.get()), so they show what
+ * direct inc/dec calls would have shown.
+ */
+export interface ListenerCounts {
+  accepted: number;
+  /** Connections open now; only ever set as a gauge. */
+  active: number;
+  connections: Record<PathLabel, number>;
+  userspaceBytes: Record<DirectionLabel, number>;
+}
 
 export interface ProxyMetrics {
-  /** Connections accepted, before any decision. */
+  /**
+   * Connections accepted, before any decision. This and connections, active and userspaceBytes
+   * are fed from listenerCounts(); the proxy does not inc them directly.
+   */
   accepted: Counter<'listener'>;
   /** Connections handed off, by the path that carried their bytes (counted when that is known). */
   connections: Counter<'listener' | 'path'>;
@@ -53,7 +74,18 @@ export interface AgentMetrics {
    * has no samples.
    */
   setSplicedBytesSource(source: (() => SplicedBytesSample[]) | undefined, onError?: (err: Error) => void): void;
+  /** The counts of listener `name`, created on first use and kept for the registry's life. */
+  listenerCounts(name: string): ListenerCounts;
 }
+
+interface CountsEntry {
+  counts: ListenerCounts;
+  /** What the counters have been given so far (counters only grow: the rest is added at collect). */
+  added: { accepted: number; connections: Record<PathLabel, number>; userspaceBytes: Record<DirectionLabel, number> };
+}
+
+const PATHS: readonly PathLabel[] = ['xdp', 'skb', 'userspace'];
+const DIRECTIONS: readonly DirectionLabel[] = ['downstream_to_upstream', 'upstream_to_downstream'];
 
 const perRegistry = new WeakMap<Registry, AgentMetrics>();
 
@@ -65,12 +97,62 @@ export function agentMetrics(registry: Registry): AgentMetrics {
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Counter<L>({ name, help, labelNames, registers });
   const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Gauge<L>({ name, help, labelNames, registers });
 
+  const perListener = new Map<string, CountsEntry>();
   const proxy: ProxyMetrics = {
-    accepted: counter('exds_proxy_accepted_total', 'Connections accepted by the embedded proxy', ['listener']),
-    connections: counter('exds_proxy_connections_total', 'Connections handed off, by the path that carried their bytes (xdp, skb, userspace)', ['listener', 'path']),
-    active: gauge('exds_proxy_active_connections', 'Connections open now', ['listener']),
+    accepted: new Counter({
+      name: 'exds_proxy_accepted_total',
+      help: 'Connections accepted by the embedded proxy',
+      labelNames: ['listener'] as const,
+      registers,
+      collect() {
+        for (const [listener, e] of perListener) {
+          const d = e.counts.accepted - e.added.accepted;
+          if (d > 0) this.inc({ listener }, d);
+          e.added.accepted = e.counts.accepted;
+        }
+      },
+    }),
+    connections: new Counter({
+      name: 'exds_proxy_connections_total',
+      help: 'Connections handed off, by the path that carried their bytes (xdp, skb, userspace)',
+      labelNames: ['listener', 'path'] as const,
+      registers,
+      collect() {
+        for (const [listener, e] of perListener) {
+          for (const path of PATHS) {
+            const d = e.counts.connections[path] - e.added.connections[path];
+            if (d > 0) this.inc({ listener, path }, d);
+            e.added.connections[path] = e.counts.connections[path];
+          }
+        }
+      },
+    }),
+    active: new Gauge({
+      name: 'exds_proxy_active_connections',
+      help: 'Connections open now',
+      labelNames: ['listener'] as const,
+      registers,
+      collect() {
+        // A listener's gauge appears with its first connection (as an inc would make it).
+        for (const [listener, e] of perListener) if (e.counts.accepted > 0) this.set({ listener }, e.counts.active);
+      },
+    }),
     fallbacks: counter('exds_proxy_fallbacks_total', 'Connections copied in user space although a kernel path was requested, by reason', ['listener', 'requested', 'reason']),
-    userspaceBytes: counter('exds_proxy_userspace_bytes_total', 'Bytes copied by the proxy in user space', ['listener', 'direction']),
+    userspaceBytes: new Counter({
+      name: 'exds_proxy_userspace_bytes_total',
+      help: 'Bytes copied by the proxy in user space',
+      labelNames: ['listener', 'direction'] as const,
+      registers,
+      collect() {
+        for (const [listener, e] of perListener) {
+          for (const direction of DIRECTIONS) {
+            const d = e.counts.userspaceBytes[direction] - e.added.userspaceBytes[direction];
+            if (d > 0) this.inc({ listener, direction }, d);
+            e.added.userspaceBytes[direction] = e.counts.userspaceBytes[direction];
+          }
+        }
+      },
+    }),
     rejected: counter('exds_proxy_rejected_total', 'Connections closed before reaching an upstream, by reason', ['listener', 'reason']),
     denied: counter('exds_proxy_denied_total', 'Connections denied by a drop rule in user space', ['listener', 'rule']),
     sni: counter('exds_proxy_sni_total', 'TLS ClientHello inspection outcomes', ['listener', 'outcome']),
@@ -117,6 +199,19 @@ export function agentMetrics(registry: Registry): AgentMetrics {
     setSplicedBytesSource(fn, onError) {
       source = fn;
       onSourceError = onError;
+    },
+    listenerCounts(name) {
+      let e = perListener.get(name);
+      if (!e) {
+        const zeroPaths = (): Record<PathLabel, number> => ({ xdp: 0, skb: 0, userspace: 0 });
+        const zeroDirections = (): Record<DirectionLabel, number> => ({ downstream_to_upstream: 0, upstream_to_downstream: 0 });
+        e = {
+          counts: { accepted: 0, active: 0, connections: zeroPaths(), userspaceBytes: zeroDirections() },
+          added: { accepted: 0, connections: zeroPaths(), userspaceBytes: zeroDirections() },
+        };
+        perListener.set(name, e);
+      }
+      return e.counts;
     },
   };
   perRegistry.set(registry, metrics);

@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DesiredChain, DesiredCluster, DesiredListener, DesiredState } from '../../src/agent/desired-state.js';
+import { getSockOptInt, SockOpt, socketFd } from '../../src/agent/bpf/socket-syscalls.js';
 import { copyStreams } from '../../src/agent/proxy/copy.js';
 import { EmbeddedProxy, type SpliceHooks } from '../../src/agent/proxy/proxy.js';
 import { createLogger, silentLogger } from "../../src/util/log.js";
@@ -321,6 +322,33 @@ describe('hand-off', () => {
     port = await setup({ skb: () => Promise.reject(new Error('map full')) }, 'skb');
     expect((await talk(port)).reply).toBe('A:hi');
     expect(await metric('exds_proxy_fallbacks_total', { listener: 'k', requested: 'skb', reason: 'hook_error' })).toBe(1);
+  });
+
+  it('sets TCP_NODELAY on both legs of the copy only, after a hook declined with them untouched', async () => {
+    const TCP_NODELAY = 1;
+    const nodelay = (sock: net.Socket) => getSockOptInt(socketFd(sock), SockOpt.IPPROTO_TCP, TCP_NODELAY);
+    const legs: net.Socket[] = [];
+    const atHook: number[] = [];
+    const port = await setup(
+      {
+        skb: (ctx) => {
+          legs.push(ctx.downstream, ctx.upstream);
+          atHook.push(nodelay(ctx.downstream), nodelay(ctx.upstream));
+          return { taken: false, reason: 'look at the options' };
+        },
+      },
+      'skb',
+    );
+    // Keep the connection open while the options are read: the client half-closes later.
+    const client = net.connect({ host: LO, port, allowHalfOpen: true });
+    const replied = new Promise((r) => client.once('data', r));
+    await replied;
+    expect(atHook).toEqual([0, 0]);
+    expect(legs.map(nodelay).map((v) => v !== 0)).toEqual([true, true]);
+    const closed = new Promise((r) => client.once('close', r));
+    client.end();
+    client.resume();
+    await closed;
   });
 
   it('counts the path a taking hook reports, with the initial bytes and interface handed over', async () => {

@@ -11,6 +11,35 @@ describe('agent metrics', () => {
     expect(agentMetrics(new Registry())).not.toBe(agentMetrics(r));
   });
 
+  it('show the per-listener counts the proxy bumps as plain numbers, at every scrape', async () => {
+    const r = new Registry();
+    const m = agentMetrics(r);
+    const c = m.listenerCounts('web');
+    expect(m.listenerCounts('web')).toBe(c);
+    // No connection yet: no samples, as before any inc.
+    expect(await r.metrics()).not.toMatch(/^exds_proxy_(accepted_total|active_connections)\{listener="web"/m);
+    c.accepted += 3;
+    c.active += 2;
+    c.connections.userspace += 1;
+    c.userspaceBytes.upstream_to_downstream += 1024;
+    let text = await r.metrics();
+    expect(text).toMatch(/^exds_proxy_accepted_total\{listener="web"\} 3$/m);
+    expect(text).toMatch(/^exds_proxy_active_connections\{listener="web"\} 2$/m);
+    expect(text).toMatch(/^exds_proxy_connections_total\{listener="web",path="userspace"\} 1$/m);
+    expect(text).not.toMatch(/^exds_proxy_connections_total\{listener="web",path="skb"\}/m);
+    expect(text).toMatch(/^exds_proxy_userspace_bytes_total\{listener="web",direction="upstream_to_downstream"\} 1024$/m);
+    // Counters keep growing by what was added since the last scrape; the gauge follows.
+    c.accepted += 1;
+    c.active -= 2;
+    c.userspaceBytes.upstream_to_downstream += 1;
+    text = await r.metrics();
+    expect(text).toMatch(/^exds_proxy_accepted_total\{listener="web"\} 4$/m);
+    expect(text).toMatch(/^exds_proxy_active_connections\{listener="web"\} 0$/m);
+    expect(text).toMatch(/^exds_proxy_userspace_bytes_total\{listener="web",direction="upstream_to_downstream"\} 1025$/m);
+    // metric.get() (no registry scrape) sees them too.
+    expect((await m.proxy.accepted.get()).values).toEqual([{ labels: { listener: 'web' }, value: 4 }]);
+  });
+
   it('read spliced bytes from the source at each scrape', async () => {
     const r = new Registry();
     const m = agentMetrics(r);

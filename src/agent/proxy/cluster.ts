@@ -81,6 +81,11 @@ export class ClusterRuntime {
     return this.config.connectTimeoutMs;
   }
 
+  /** The policy picks by the client's address hash (maglev, ring_hash); others ignore it. */
+  get hashesSource(): boolean {
+    return this.config.lbPolicy === 'maglev' || this.config.lbPolicy === 'ring_hash';
+  }
+
   /** Takes a new cluster config (CDS) and endpoint list (EDS); kept endpoints keep their state. */
   update(config: DesiredCluster): void {
     const policyChanged = config.lbPolicy !== this.config.lbPolicy;

@@ -5,10 +5,10 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { DesiredChain, InterfaceRef } from '../desired-state.js';
-import type { AgentMetrics } from '../metrics.js';
+import type { AgentMetrics, ListenerCounts } from '../metrics.js';
 import type { ChainMatcher } from './chain-match.js';
 import type { ClusterRuntime } from './cluster.js';
-import { connectUpstream } from './connect.js';
+import { Cancellation, connectUpstream } from './connect.js';
 import { nextConnId } from './conn-id.js';
 import { copyStreams } from './copy.js';
 import type { DenyMatcher } from './deny-match.js';
@@ -21,6 +21,8 @@ import { inspectClientHello, type InspectResult } from './sni-inspect.js';
 /** The listener's configuration as it was when a connection was accepted. */
 export interface ListenerSnapshot {
   name: string;
+  /** The listener's per-connection metric counts (agentMetrics().listenerCounts(name)). */
+  counts: ListenerCounts;
   sniInspection: boolean;
   chains: ChainMatcher<DesiredChain>;
   deny: DenyMatcher;
@@ -55,20 +57,20 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
   const started = performance.now();
   counters.accepted++;
   counters.active++;
-  m.accepted.inc({ listener: l.name });
-  m.active.inc({ listener: l.name });
+  l.counts.accepted++;
+  l.counts.active++;
   const peer = unmapV4(down.remoteAddress ?? '');
   const peerPort = down.remotePort ?? 0;
   const localPort = down.localPort ?? 0;
   log.debug({ peer: `${peer}:${peerPort}`, port: localPort }, 'accepted');
 
-  // Until the hand-off owns the socket: a downstream error or close aborts what is in flight.
-  const aborter = new AbortController();
+  // Until the hand-off owns the socket: a downstream error or close cancels what is in flight.
+  const cancel = new Cancellation();
   const onDownError = (e: NodeJS.ErrnoException) => {
     log.debug({ err: e.code ?? e.message }, 'downstream error before the hand-off');
-    aborter.abort();
+    cancel.cancel();
   };
-  const onDownClose = () => aborter.abort();
+  const onDownClose = () => cancel.cancel();
   down.on('error', onDownError);
   down.once('close', onDownClose);
   const release = () => {
@@ -107,12 +109,12 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
     if (!cluster) return reject('no_cluster', 'warn', `chain "${chain.name}" routes to cluster "${chain.cluster}", which this agent has not received (check CDS)`, { chain: chain.name });
 
     const timeoutMs = Math.max(cluster.connectTimeoutMs, deps.connectTimeoutFloorMs);
-    const hash = sourceIpHash(peer);
+    const hash = cluster.hashesSource ? sourceIpHash(peer) : undefined;
     const conn = await connectUpstream({
       attempts: chain.maxConnectAttempts,
       timeoutMs,
       pick: (tried) => cluster.pick(hash, tried),
-      signal: aborter.signal,
+      cancel,
       onAttemptStart: (t) => cluster.begin(t.key),
       onAttemptEnd: (t, rec) => {
         if (rec.ok) return;
@@ -140,7 +142,7 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
     const result = await handOff(down, up, chain, inspected.initial, l, counters, deps, log, id);
     cluster.end(endpoint);
     counters.byPath[result.path]++;
-    m.connections.inc({ listener: l.name, path: result.path });
+    l.counts.connections[result.path]++;
     log.info(
       {
         path: result.path,
@@ -165,7 +167,7 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
     if (!down.destroyed) down.resetAndDestroy();
   } finally {
     counters.active--;
-    m.active.dec({ listener: l.name });
+    l.counts.active--;
     onEnd();
   }
 }
@@ -223,8 +225,8 @@ async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: B
         stopIdle();
       }
       const user = r.userBytes.downstreamToUpstream + r.userBytes.upstreamToDownstream;
-      if (r.userBytes.downstreamToUpstream > 0) m.userspaceBytes.inc({ listener: l.name, direction: 'downstream_to_upstream' }, r.userBytes.downstreamToUpstream);
-      if (r.userBytes.upstreamToDownstream > 0) m.userspaceBytes.inc({ listener: l.name, direction: 'upstream_to_downstream' }, r.userBytes.upstreamToDownstream);
+      l.counts.userspaceBytes.downstream_to_upstream += r.userBytes.downstreamToUpstream;
+      l.counts.userspaceBytes.upstream_to_downstream += r.userBytes.upstreamToDownstream;
       if (r.path === 'userspace') {
         counters.fallbacks++;
         m.fallbacks.inc({ listener: l.name, requested, reason: 'kernel_refused' });
@@ -250,16 +252,13 @@ async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: B
   // options, and a hook that declined left them untouched.
   up.setNoDelay(true);
   down.setNoDelay(true);
-  const bytes = {
-    downstream_to_upstream: m.userspaceBytes.labels({ listener: l.name, direction: 'downstream_to_upstream' }),
-    upstream_to_downstream: m.userspaceBytes.labels({ listener: l.name, direction: 'upstream_to_downstream' }),
-  };
+  const bytes = l.counts.userspaceBytes;
   const r = await copyStreams(down, up, {
     initial,
     downstreamEnded: downEnded,
     idleTimeoutMs: chain.idleTimeoutMs,
     logger: log,
-    onBytes: (direction, n) => bytes[direction].inc(n),
+    onBytes: (direction, n) => (bytes[direction] += n),
   });
   if (r.end === 'idle') m.idleTimeouts.inc({ listener: l.name });
   return {

@@ -127,7 +127,7 @@ export class ProxyListener {
     for (const [p, s] of opened) this.servers.set(p, s);
     this.address = next.address;
     this.config = next;
-    this.snapshot = { name: next.name, sniInspection: next.sniInspection, chains, deny, ...(next.interface ? { interface: next.interface } : {}) };
+    this.snapshot = { name: next.name, counts: this.deps.metrics.listenerCounts(next.name), sniInspection: next.sniInspection, chains, deny, ...(next.interface ? { interface: next.interface } : {}) };
 
     const primary = this.primary();
     if (steered && primary !== oldPrimary) {
