@@ -45,7 +45,7 @@ export interface ProxyMetrics {
   sni: Counter<'listener' | 'outcome'>;
   /** Upstream connect attempts that failed. */
   connectFailures: Counter<'cluster' | 'endpoint' | 'reason'>;
-  /** Endpoints chosen by the load balancer (one per connect attempt). */
+  /** Endpoints chosen by the load balancer (one per connect attempt); fed from endpointCounts(). */
   upstreamSelected: Counter<'cluster' | 'endpoint'>;
   /** Connections ended by their idle timeout. */
   idleTimeouts: Counter<'listener'>;
@@ -76,6 +76,12 @@ export interface AgentMetrics {
   setSplicedBytesSource(source: (() => SplicedBytesSample[]) | undefined, onError?: (err: Error) => void): void;
   /** The counts of listener `name`, created on first use and kept for the registry's life. */
   listenerCounts(name: string): ListenerCounts;
+  /** The load balancer's picks of one endpoint (exds_proxy_upstream_selected_total), likewise. */
+  endpointCounts(cluster: string, endpoint: string): EndpointCounts;
+}
+
+export interface EndpointCounts {
+  selected: number;
 }
 
 interface CountsEntry {
@@ -98,6 +104,7 @@ export function agentMetrics(registry: Registry): AgentMetrics {
   const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Gauge<L>({ name, help, labelNames, registers });
 
   const perListener = new Map<string, CountsEntry>();
+  const perEndpoint = new Map<string, { labels: { cluster: string; endpoint: string }; counts: EndpointCounts; added: number }>();
   const proxy: ProxyMetrics = {
     accepted: new Counter({
       name: 'exds_proxy_accepted_total',
@@ -157,7 +164,19 @@ export function agentMetrics(registry: Registry): AgentMetrics {
     denied: counter('exds_proxy_denied_total', 'Connections denied by a drop rule in user space', ['listener', 'rule']),
     sni: counter('exds_proxy_sni_total', 'TLS ClientHello inspection outcomes', ['listener', 'outcome']),
     connectFailures: counter('exds_proxy_connect_failures_total', 'Upstream connect attempts that failed', ['cluster', 'endpoint', 'reason']),
-    upstreamSelected: counter('exds_proxy_upstream_selected_total', 'Endpoints chosen by the load balancer, one per connect attempt', ['cluster', 'endpoint']),
+    upstreamSelected: new Counter({
+      name: 'exds_proxy_upstream_selected_total',
+      help: 'Endpoints chosen by the load balancer, one per connect attempt',
+      labelNames: ['cluster', 'endpoint'] as const,
+      registers,
+      collect() {
+        for (const e of perEndpoint.values()) {
+          const d = e.counts.selected - e.added;
+          if (d > 0) this.inc(e.labels, d);
+          e.added = e.counts.selected;
+        }
+      },
+    }),
     idleTimeouts: counter('exds_proxy_idle_timeouts_total', 'Connections closed by their idle timeout', ['listener']),
   };
   const health: HealthMetrics = {
@@ -210,6 +229,15 @@ export function agentMetrics(registry: Registry): AgentMetrics {
           added: { accepted: 0, connections: zeroPaths(), userspaceBytes: zeroDirections() },
         };
         perListener.set(name, e);
+      }
+      return e.counts;
+    },
+    endpointCounts(cluster, endpoint) {
+      const key = `${cluster}\n${endpoint}`;
+      let e = perEndpoint.get(key);
+      if (!e) {
+        e = { labels: { cluster, endpoint }, counts: { selected: 0 }, added: 0 };
+        perEndpoint.set(key, e);
       }
       return e.counts;
     },

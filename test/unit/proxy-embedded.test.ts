@@ -2,7 +2,9 @@
 // the sk_lookup hook, chain selection by SNI, retries, health checks, drop rules, the hand-off
 // hooks and their fallbacks, half-close, RST and idle timeout of the user-space copy, metrics.
 import net from 'node:net';
+import { Writable } from 'node:stream';
 import tls from 'node:tls';
+import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DesiredChain, DesiredCluster, DesiredListener, DesiredState } from '../../src/agent/desired-state.js';
@@ -286,6 +288,48 @@ describe('connections', () => {
     for (let i = 0; i < 6; i++) expect((await talk(port)).reply).toBe('A:hi');
     expect(await metric('exds_endpoint_healthy', { cluster: 'c', endpoint: `127.0.0.1:${dead}` })).toBe(0);
     expect(await metric('exds_endpoint_healthy', { cluster: 'c', endpoint: `127.0.0.1:${a.port}` })).toBe(1);
+  });
+
+  it('logs one info line per connection with its id and listener, and the hook gets a logger carrying both', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+        done();
+      },
+    });
+    const logger = pino({ level: 'info', base: { pid: 1 } }, sink);
+    registry = new Registry();
+    proxy = new EmbeddedProxy({
+      logger,
+      registry,
+      hooks: {
+        skb: (ctx) => {
+          ctx.logger.info({ step: 'hook' }, 'hook saw the pair');
+          return { taken: false, reason: 'declined in the test' };
+        },
+      },
+    });
+    const a = await mk('A');
+    const [p1, p2] = [await freePort(), await freePort()];
+    await proxy.apply({ clusters: [cluster('a', [a.port])], listeners: [listener('u', p1, [chain('a')]), listener('k', p2, [chain('a', [], { mode: 'skb' })], { mode: 'skb' })] });
+    expect((await talk(p1)).reply).toBe('A:hi');
+    expect((await talk(p2)).reply).toBe('A:hi');
+    await waitFor(() => lines.filter((l) => l['msg'] === 'connection closed').length === 2);
+    const closed = lines.filter((l) => l['msg'] === 'connection closed');
+    for (const [l, listenerName, requested] of [
+      [closed[0]!, 'u', 'userspace'],
+      [closed[1]!, 'k', 'skb'],
+    ] as const) {
+      expect(l).toMatchObject({ level: 30, component: 'proxy', listener: listenerName, path: 'userspace', requested, chain: 'default', upstream: `${LO}:${a.port}`, end: 'fin', bytes: { user: { downstreamToUpstream: 2, upstreamToDownstream: 4 }, kernel: { total: 0 } } });
+      expect(l['conn']).toMatch(/^[0-9a-f]{6}-[0-9a-z]+$/);
+      expect(Object.keys(l).slice(0, 6)).toEqual(['level', 'time', 'pid', 'component', 'conn', 'listener']);
+    }
+    const hook = lines.find((l) => l['msg'] === 'hook saw the pair');
+    const fallback = lines.find((l) => l['msg'] === 'copying in user space instead of skb');
+    expect(hook).toMatchObject({ listener: 'k', conn: closed[1]!['conn'], step: 'hook' });
+    expect(fallback).toMatchObject({ level: 40, listener: 'k', conn: closed[1]!['conn'], reason: 'declined in the test' });
+    expect(closed[0]!['conn']).not.toBe(closed[1]!['conn']);
   });
 
   it('denies peers matched by a drop rule', async () => {

@@ -40,6 +40,20 @@ describe('agent metrics', () => {
     expect((await m.proxy.accepted.get()).values).toEqual([{ labels: { listener: 'web' }, value: 4 }]);
   });
 
+  it('show the load balancer picks counted per endpoint', async () => {
+    const r = new Registry();
+    const m = agentMetrics(r);
+    const a = m.endpointCounts('db', '10.0.0.1:5432');
+    expect(m.endpointCounts('db', '10.0.0.1:5432')).toBe(a);
+    a.selected += 2;
+    m.endpointCounts('db', '10.0.0.2:5432').selected += 1;
+    const text = await r.metrics();
+    expect(text).toMatch(/^exds_proxy_upstream_selected_total\{cluster="db",endpoint="10.0.0.1:5432"\} 2$/m);
+    expect(text).toMatch(/^exds_proxy_upstream_selected_total\{cluster="db",endpoint="10.0.0.2:5432"\} 1$/m);
+    a.selected += 1;
+    expect(await r.metrics()).toMatch(/^exds_proxy_upstream_selected_total\{cluster="db",endpoint="10.0.0.1:5432"\} 3$/m);
+  });
+
   it('read spliced bytes from the source at each scrape', async () => {
     const r = new Registry();
     const m = agentMetrics(r);

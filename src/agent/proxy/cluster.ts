@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { DesiredCluster, EndpointHealth } from '../desired-state.js';
 import { TcpHealthChecker, type HealthTransition } from '../health.js';
-import type { AgentMetrics } from '../metrics.js';
+import type { AgentMetrics, EndpointCounts } from '../metrics.js';
 import type { UpstreamTarget } from './connect.js';
 import { createLoadBalancer, hostKey, hostSetSignature, selectHostSet, type ActiveHealth, type HostSet, type LbOptions, type LoadBalancer } from './lb.js';
 
@@ -43,6 +43,8 @@ interface EndpointRuntime {
   eds: EndpointHealth;
   active: number;
   selected: number;
+  /** exds_proxy_upstream_selected_total of this endpoint (kept across config updates). */
+  picks: EndpointCounts;
 }
 
 export interface ClusterDeps {
@@ -94,7 +96,7 @@ export class ClusterRuntime {
     for (const e of config.endpoints) {
       const key = hostKey(e.address, e.port);
       const old = this.endpoints.get(key);
-      next.set(key, { key, address: e.address, port: e.port, weight: Math.max(1, e.weight), eds: e.health, active: old?.active ?? 0, selected: old?.selected ?? 0 });
+      next.set(key, { key, address: e.address, port: e.port, weight: Math.max(1, e.weight), eds: e.health, active: old?.active ?? 0, selected: old?.selected ?? 0, picks: old?.picks ?? this.deps.metrics.endpointCounts(config.name, key) });
     }
     for (const key of this.endpoints.keys()) if (!next.has(key)) this.deps.metrics.health.endpointHealthy.remove({ cluster: config.name, endpoint: key });
     this.endpoints = next;
@@ -128,8 +130,12 @@ export class ClusterRuntime {
     const h = this.lb.pick({ ...(hash !== undefined ? { hash } : {}), exclude: tried });
     if (!h) return undefined;
     const e = this.endpoints.get(h.key);
-    if (e) e.selected++;
-    this.deps.metrics.proxy.upstreamSelected.inc({ cluster: this.config.name, endpoint: h.key });
+    if (e) {
+      e.selected++;
+      e.picks.selected++;
+    } else {
+      this.deps.metrics.endpointCounts(this.config.name, h.key).selected++;
+    }
     return { key: h.key, address: h.address, port: h.port };
   }
 

@@ -52,7 +52,7 @@ type FallbackCode = 'no_hook' | 'hook_error' | 'declined' | 'kernel_refused';
 
 export async function serveConnection(down: Socket, l: ListenerSnapshot, counters: ListenerCounters, deps: ConnectionDeps, onEnd: () => void): Promise<void> {
   const id = nextConnId();
-  const log = deps.logger.child({ conn: id, listener: l.name });
+  const log = new ConnectionLog(deps.logger, id, l.name);
   const m = deps.metrics.proxy;
   const started = performance.now();
   counters.accepted++;
@@ -62,12 +62,12 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
   const peer = unmapV4(down.remoteAddress ?? '');
   const peerPort = down.remotePort ?? 0;
   const localPort = down.localPort ?? 0;
-  log.debug({ peer: `${peer}:${peerPort}`, port: localPort }, 'accepted');
+  log.debug(() => ({ peer: `${peer}:${peerPort}`, port: localPort }), 'accepted');
 
   // Until the hand-off owns the socket: a downstream error or close cancels what is in flight.
   const cancel = new Cancellation();
   const onDownError = (e: NodeJS.ErrnoException) => {
-    log.debug({ err: e.code ?? e.message }, 'downstream error before the hand-off');
+    log.debug(() => ({ err: e.code ?? e.message }), 'downstream error before the hand-off');
     cancel.cancel();
   };
   const onDownClose = () => cancel.cancel();
@@ -82,7 +82,7 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
     release();
     counters.rejected++;
     m.rejected.inc({ listener: l.name, reason });
-    log[level]({ reason, peer: `${peer}:${peerPort}`, port: localPort, ...fields }, msg);
+    log.write(level, { reason, peer: `${peer}:${peerPort}`, port: localPort, ...fields }, msg);
     if (!down.destroyed) down.destroy();
   };
 
@@ -100,7 +100,7 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
       inspected = await inspectClientHello(down, deps.inspectTimeoutMs);
       m.sni.inc({ listener: l.name, outcome: inspected.outcome });
       if (inspected.outcome === 'closed') return reject('closed_during_inspection', 'debug', 'downstream closed during TLS inspection', { detail: inspected.detail });
-      if (inspected.detail) log.debug({ sni: inspected.outcome, detail: inspected.detail }, 'no server name: using the default chain');
+      if (inspected.detail) log.debug(() => ({ sni: inspected.outcome, detail: inspected.detail }), 'no server name: using the default chain');
     }
 
     const chain = l.chains.match(inspected.serverName);
@@ -121,7 +121,7 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
         cluster.end(t.key);
         if (rec.reason === 'aborted') return;
         m.connectFailures.inc({ cluster: cluster.name, endpoint: t.key, reason: rec.reason ?? 'error' });
-        log.warn({ cluster: cluster.name, endpoint: t.key, reason: rec.reason, detail: rec.detail, ms: Math.round(rec.ms) }, 'upstream connect attempt failed');
+        log.write('warn', { cluster: cluster.name, endpoint: t.key, reason: rec.reason, detail: rec.detail, ms: Math.round(rec.ms) }, 'upstream connect attempt failed');
       },
     });
     if (!conn.ok) {
@@ -137,13 +137,14 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
       up.destroy();
       return reject('downstream_closed', 'debug', 'downstream closed while connecting upstream');
     }
-    log.debug({ cluster: cluster.name, endpoint, attempts: conn.attempts.length, mode: chain.mode }, 'upstream connected');
+    log.debug(() => ({ cluster: cluster.name, endpoint, attempts: conn.attempts.length, mode: chain.mode }), 'upstream connected');
 
     const result = await handOff(down, up, chain, inspected.initial, l, counters, deps, log, id);
     cluster.end(endpoint);
     counters.byPath[result.path]++;
     l.counts.connections[result.path]++;
-    log.info(
+    log.write(
+      'info',
       {
         path: result.path,
         requested: chain.mode,
@@ -162,7 +163,7 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
     );
   } catch (e) {
     // A bug or an unexpected failure of one connection must not take the listener down.
-    log.error({ err: e }, 'connection failed unexpectedly');
+    log.write('error', { err: e }, 'connection failed unexpectedly');
     release();
     if (!down.destroyed) down.resetAndDestroy();
   } finally {
@@ -172,9 +173,46 @@ export async function serveConnection(down: Socket, l: ListenerSnapshot, counter
   }
 }
 
+/**
+ * The log of one connection: every line carries `conn` and `listener`. The pino child logger
+ * with those bindings is made only when something needs a Logger (a hand-off hook); until then a
+ * line goes to the proxy's logger with the two fields first, which prints the same JSON. A child
+ * per connection (its bindings serialised at creation) was a visible share of a short
+ * connection's cost, made even when no line was written.
+ */
+class ConnectionLog {
+  private child: Logger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly conn: string,
+    private readonly listener: string,
+  ) {}
+
+  get logger(): Logger {
+    return (this.child ??= this.parent.child({ conn: this.conn, listener: this.listener }));
+  }
+
+  write(level: 'debug' | 'info' | 'warn' | 'error', fields: object, msg: string): void {
+    if (!this.parent.isLevelEnabled(level)) return;
+    if (this.child) this.child[level](fields, msg);
+    else this.parent[level]({ conn: this.conn, listener: this.listener, ...fields }, msg);
+  }
+
+  /** Debug lines build their fields only when debug is on. */
+  debug(fields: () => object, msg: string): void {
+    if (this.parent.isLevelEnabled('debug')) this.write('debug', fields(), msg);
+  }
+
+  /** For the copy's idle-timeout line. */
+  info(fields: object, msg: string): void {
+    this.write('info', fields, msg);
+  }
+}
+
 const NO_BYTES = () => ({ userBytes: { downstreamToUpstream: 0, upstreamToDownstream: 0 }, kernelBytes: { total: 0 } });
 
-async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: Buffer, l: ListenerSnapshot, counters: ListenerCounters, deps: ConnectionDeps, log: Logger, connId: string): Promise<SpliceResult> {
+async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: Buffer, l: ListenerSnapshot, counters: ListenerCounters, deps: ConnectionDeps, log: ConnectionLog, connId: string): Promise<SpliceResult> {
   const m = deps.metrics.proxy;
   const requested = chain.mode;
   let fallback: { code: FallbackCode; reason: string } | undefined;
@@ -189,7 +227,7 @@ async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: B
     let upError: Error | undefined;
     const onUpError = (e: Error) => (upError = e);
     up.on('error', onUpError);
-    const ctx: HandoffContext = { listener: l.name, connId, downstream: down, upstream: up, initial, idleTimeoutMs: chain.idleTimeoutMs, logger: log };
+    const ctx: HandoffContext = { listener: l.name, connId, downstream: down, upstream: up, initial, idleTimeoutMs: chain.idleTimeoutMs, logger: log.logger };
     const hook = requested === 'skb' ? deps.hooks.skb : deps.hooks.xdp;
     let outcome: Awaited<ReturnType<NonNullable<SpliceHooks['skb']>>> | undefined;
     if (!hook) {
@@ -209,7 +247,7 @@ async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: B
       const stopIdle = watchKernelIdle([down, up], chain.idleTimeoutMs, (quietMs) => {
         idled = true;
         m.idleTimeouts.inc({ listener: l.name });
-        log.info({ idleMs: quietMs }, 'idle timeout: closing both sides');
+        log.write('info', { idleMs: quietMs }, 'idle timeout: closing both sides');
         down.destroy();
         up.destroy();
       });
@@ -218,7 +256,7 @@ async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: B
         r = await outcome.done;
       } catch (e) {
         r = { path: requested, ...NO_BYTES(), end: 'error', error: (e as Error).message };
-        log.error({ err: e }, `the ${requested} splice failed mid-connection; resetting both sides`);
+        log.write('error', { err: e }, `the ${requested} splice failed mid-connection; resetting both sides`);
         if (!down.destroyed) down.resetAndDestroy();
         if (!up.destroyed) up.resetAndDestroy();
       } finally {
@@ -230,7 +268,7 @@ async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: B
       if (r.path === 'userspace') {
         counters.fallbacks++;
         m.fallbacks.inc({ listener: l.name, requested, reason: 'kernel_refused' });
-        log.warn({ requested, reason: r.fallbackReason, userBytes: user }, `the ${requested} path fell back to a user-space copy`);
+        log.write('warn', { requested, reason: r.fallbackReason, userBytes: user }, `the ${requested} path fell back to a user-space copy`);
       }
       if (r.end === 'idle' && !idled) m.idleTimeouts.inc({ listener: l.name });
       return idled ? { ...r, end: 'idle' } : r;
@@ -246,7 +284,7 @@ async function handOff(down: Socket, up: Socket, chain: DesiredChain, initial: B
   if (fallback) {
     counters.fallbacks++;
     m.fallbacks.inc({ listener: l.name, requested, reason: fallback.code });
-    log.warn({ requested, reason: fallback.reason }, `copying in user space instead of ${requested}`);
+    log.write('warn', { requested, reason: fallback.reason }, `copying in user space instead of ${requested}`);
   }
   // Envoy's default for proxied sockets. Only for the copy: the kernel paths own their sockets'
   // options, and a hook that declined left them untouched.

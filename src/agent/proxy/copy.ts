@@ -4,7 +4,6 @@
 // the other direction keeps flowing. RST: a reset on one side resets the other. Idle timeout:
 // no byte in either direction for that long closes both (TcpProxy idle_timeout).
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
 
 export type CopyDirection = 'downstream_to_upstream' | 'upstream_to_downstream';
 
@@ -20,7 +19,8 @@ export interface CopyOptions {
   idleTimeoutMs?: number;
   /** Called for every chunk copied (metrics). */
   onBytes?: (direction: CopyDirection, bytes: number) => void;
-  logger?: Logger;
+  /** Where the idle-timeout line goes (a pino Logger will do). */
+  logger?: { info(fields: object, msg: string): void };
 }
 
 export interface CopyResult {
