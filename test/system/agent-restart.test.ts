@@ -209,6 +209,37 @@ describe('agent restart', () => {
     expect(alive(fresh[0]!)).toBe(true);
   }, 120_000);
 
+  it('through the splice keeper, a half-closed SKB-spliced connection stays open the other way and an RST reaches the other side', async () => {
+    const closedLines = (end: string) => agent!.logs().split('\n').filter((l) => l.includes('"msg":"connection closed"') && l.includes('"path":"skb"') && l.includes(`"end":"${end}"`)).length;
+    const kept = async () => sample(await agent!.metrics(), 'exds_skb_keeper_pairs_total', { outcome: 'keeper' }) ?? 0;
+    const [keptBefore, finBefore, resetBefore] = [await kept(), closedLines('fin'), closedLines('reset')];
+    // The server answers the client's first byte with 100 kB and, 300 ms later, its FIN, while
+    // the client's 50 MB still flow through the kernel.
+    const srv = await startServer(server, { port: 9500, send: 100_000, waitFirst: true, holdMs: 300 });
+    const [c] = await runClient(client, { host: mbAddr, port: 7002, send: 50 * MB });
+    const [s] = await srv.done;
+    expect([c!.recv, s!.recv, c!.endedBy, s!.endedBy]).toEqual([100_000, 50 * MB, 'fin', 'fin']);
+    expect(c!.sentSha).toBe(s!.recvSha);
+    expect(s!.sentSha).toBe(c!.recvSha);
+    // The client resets after 5 MB: the server sees the RST.
+    const srv2 = await startServer(server, { port: 9500, send: 50 * MB });
+    const [c2] = await runClient(client, { host: mbAddr, port: 7002, send: MB, rstAfter: 5 * MB });
+    const [s2] = await srv2.done;
+    expect([c2!.endedBy, s2!.endedBy]).toEqual(['rst-sent', 'rst-received']);
+    // Both went through the keeper, and the agent recorded the ends the keeper reported.
+    await waitFor('the connection records', () => closedLines('fin') === finBefore + 1 && closedLines('reset') === resetBefore + 1);
+    expect(await kept()).toBe(keptBefore + 2);
+    const skb = SkbMaps.openPinned(env.pins.skb);
+    try {
+      await waitFor('the SKB maps to be empty', () => {
+        const o = skb.occupancy();
+        return o.socks + o.pairs + o.sockStats === 0;
+      });
+    } finally {
+      skb.close();
+    }
+  }, 60_000);
+
   it('with --proxy=envoy pins maps and attaches programs for an Envoy, listens on nothing, and --detach-on-exit leaves nothing behind', async () => {
     await agent!.stop();
     agent = await startAgent(mb, agentOpts({ proxy: 'envoy', nodeId: 'mb-envoy', args: ['--detach-on-exit'] }));

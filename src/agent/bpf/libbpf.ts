@@ -100,6 +100,7 @@ export interface LibC {
   ioctl(fd: number, request: number, arg: Buffer): number;
   recv(fd: number, buf: Buffer, len: number, flags: number): number;
   dup(fd: number): number;
+  fcntl(fd: number, cmd: number, arg: number): number;
   send(fd: number, buf: Buffer, len: number, flags: number): number;
 }
 
@@ -179,6 +180,7 @@ const LIBC_PROTOTYPES: Record<keyof LibC, string> = {
   ioctl: 'int ioctl(int fd, unsigned long request, void *arg)',
   recv: 'intptr_t recv(int fd, void *buf, size_t len, int flags)',
   dup: 'int dup(int fd)',
+  fcntl: 'int fcntl(int fd, int cmd, int arg)',
   send: 'intptr_t send(int fd, void *buf, size_t len, int flags)',
 };
 

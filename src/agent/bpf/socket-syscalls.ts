@@ -115,10 +115,16 @@ export function outqNotSent(fd: number): number {
   return ioctlInt(fd, SIOCOUTQNSD, 'SIOCOUTQNSD');
 }
 
-/** A second fd for the same socket (close it with fs.closeSync). */
+const F_DUPFD_CLOEXEC = 1030;
+
+/**
+ * A second fd for the same socket (close it with fs.closeSync). Close-on-exec, like every fd
+ * Node opens: a process the agent spawns (the splice keeper) must not inherit it, or the
+ * socket would stay open in that process after the agent closed it.
+ */
 export function dupFd(fd: number): number {
-  const r = libc().dup(fd);
-  if (r < 0) fail('dup', fd);
+  const r = libc().fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (r < 0) fail('fcntl(F_DUPFD_CLOEXEC)', fd);
   return r;
 }
 
