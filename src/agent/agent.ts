@@ -180,6 +180,8 @@ export class Agent {
     const listenerProblems = new Map(decoded.problems.filter((p) => p.kind === 'listener').map((p) => [p.name, p.message]));
     const report = await this.reconciler.apply(decoded.state, listenerProblems);
     this.lastReport = report;
+    // The keeper starts with the SKB datapath, so the first long pair does not wait for it.
+    if (report.listeners.length > 0 && this.reconciler.status().skb) this.skbKeeper?.prepare();
     problems.set(ResourceType.Listener, report.listeners.filter((l) => !l.ok).map((l) => l.error ?? `listener "${l.name}" failed`));
     if (!this.ready) {
       this.ready = true;

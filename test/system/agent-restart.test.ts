@@ -180,8 +180,9 @@ describe('agent restart', () => {
       expect(c!.sentSha).toBe(s!.recvSha);
       expect(s!.sentSha).toBe(c!.recvSha);
       expect([c!.endedBy, s!.endedBy]).toEqual(['fin', 'fin']);
-      // The kernel carried the bytes after the kill: no proxy copied them.
-      expect(Number(skb.counters().redirected_bytes - atKill)).toBeGreaterThan(100 * MB);
+      // The client's second 100 MB left after the kill (it pauses half-way): the kernel carried
+      // them, no proxy copied them.
+      expect(Number(skb.counters().redirected_bytes - atKill)).toBeGreaterThanOrEqual(100 * MB);
       await waitFor('the keeper to exit after its last pair', () => !alive(keeper!));
       await waitFor('the SKB maps to be empty', () => skb.occupancy().socks === 0 && skb.occupancy().pairs === 0 && skb.occupancy().sockStats === 0);
       allLogs.push(first.logs());
@@ -196,12 +197,14 @@ describe('agent restart', () => {
     expect(await count()).toEqual(before);
     expect(agent.logs()).not.toMatch(/"msg":"SKB splice detached/);
     // The new agent hands new SKB pairs to a fresh keeper.
-    const srv2 = await startServer(server, { port: 9500, send: 8 * MB, waitFirst: true });
-    const [c2] = await runClient(client, { host: mbAddr, port: 7002, send: 8 * MB, pauseMs: 1000 });
+    // Both ends hold the connection open past the keeper's 1 s.
+    const srv2 = await startServer(server, { port: 9500, send: 8 * MB, waitFirst: true, holdMs: 2000 });
+    const [c2] = await runClient(client, { host: mbAddr, port: 7002, send: 8 * MB, pauseMs: 2000 });
     const [s2] = await srv2.done;
     expect([c2!.recv, s2!.recv, c2!.endedBy]).toEqual([8 * MB, 8 * MB, 'fin']);
     expect(c2!.sentSha).toBe(s2!.recvSha);
     expect(s2!.sentSha).toBe(c2!.recvSha);
+    expect(sample(await agent.metrics(), 'exds_skb_keeper_pairs_total', { outcome: 'keeper' })).toBe(1);
     const fresh = keepersOf(agent.logs());
     expect(fresh).toHaveLength(1);
     expect(fresh[0]).not.toBe(keepersOf(old)[0]);
@@ -213,17 +216,18 @@ describe('agent restart', () => {
     const closedLines = (end: string) => agent!.logs().split('\n').filter((l) => l.includes('"msg":"connection closed"') && l.includes('"path":"skb"') && l.includes(`"end":"${end}"`)).length;
     const kept = async () => sample(await agent!.metrics(), 'exds_skb_keeper_pairs_total', { outcome: 'keeper' }) ?? 0;
     const [keptBefore, finBefore, resetBefore] = [await kept(), closedLines('fin'), closedLines('reset')];
-    // The server answers the client's first byte with 100 kB and, 300 ms later, its FIN, while
-    // the client's 50 MB still flow through the kernel.
-    const srv = await startServer(server, { port: 9500, send: 100_000, waitFirst: true, holdMs: 300 });
-    const [c] = await runClient(client, { host: mbAddr, port: 7002, send: 50 * MB });
+    // The server answers the client's first byte with 100 kB and, 1.5 s later (the pair went to
+    // the keeper after 1 s), its FIN, while the client's 50 MB still flow through the kernel
+    // (the client pauses 2.5 s half-way).
+    const srv = await startServer(server, { port: 9500, send: 100_000, waitFirst: true, holdMs: 1500 });
+    const [c] = await runClient(client, { host: mbAddr, port: 7002, send: 50 * MB, pauseMs: 2500 });
     const [s] = await srv.done;
     expect([c!.recv, s!.recv, c!.endedBy, s!.endedBy]).toEqual([100_000, 50 * MB, 'fin', 'fin']);
     expect(c!.sentSha).toBe(s!.recvSha);
     expect(s!.sentSha).toBe(c!.recvSha);
-    // The client resets after 5 MB: the server sees the RST.
-    const srv2 = await startServer(server, { port: 9500, send: 50 * MB });
-    const [c2] = await runClient(client, { host: mbAddr, port: 7002, send: MB, rstAfter: 5 * MB });
+    // The client resets after 30 MB, past the server's 2 s pause half-way: the server sees the RST.
+    const srv2 = await startServer(server, { port: 9500, send: 50 * MB, pauseMs: 2000 });
+    const [c2] = await runClient(client, { host: mbAddr, port: 7002, send: MB, rstAfter: 30 * MB });
     const [s2] = await srv2.done;
     expect([c2!.endedBy, s2!.endedBy]).toEqual(['rst-sent', 'rst-received']);
     // Both went through the keeper, and the agent recorded the ends the keeper reported.

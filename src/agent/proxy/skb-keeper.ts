@@ -1,7 +1,7 @@
-// The agent's side of the splice keeper (skb-keeper-main.ts): forks it on first use (detached:
-// its own session and process group, so a kill of the agent or of the agent's process group
-// leaves it running), passes it the sockets of each SKB pair at handover, and hears when the
-// pair ended. Once the keeper adopted a pair the agent closes its own fds of it, so the
+// The agent's side of the splice keeper (skb-keeper-main.ts): forks it once the SKB datapath is
+// in use (detached: its own session and process group, so a kill of the agent or of the agent's
+// process group leaves it running), passes it the sockets of each SKB pair that outlives its
+// handover by afterMs, and hears when the pair ended. Once the keeper adopted a pair the agent closes its own fds of it, so the
 // connection lives exactly as long as the keeper's fds. A keeper that cannot be started or died
 // is replaced for new pairs (at most once per respawnDelayMs); pairs it had not yet adopted stay
 // with the agent (splice-skb.ts carries on itself), pairs it had adopted end with it.
@@ -23,6 +23,12 @@ export interface SkbKeeperOptions {
   respawnDelayMs?: number;
   /** The keeper's entry (default: skb-keeper-entry.mjs next to this module). */
   entry?: string;
+  /**
+   * A handed-over pair goes to the keeper once it has lived this long (default 1 s; 0: at the
+   * handover). Shorter ones end in the agent: passing a pair costs two IPC round trips, and a
+   * connection that short has little to lose in a restart.
+   */
+  afterMs?: number;
 }
 
 export interface KeeperTransfer {
@@ -53,8 +59,10 @@ export class SkbKeeper {
   private readonly transfers = new Map<string, Transfer>();
   private readonly log: Logger;
   private readonly pairs: Counter<'outcome'> | undefined;
+  readonly afterMs: number;
 
   constructor(private readonly o: SkbKeeperOptions) {
+    this.afterMs = o.afterMs ?? 1_000;
     this.log = o.logger.child({ component: 'skb-keeper' });
     if (o.registry) {
       const name = 'exds_skb_keeper_pairs_total';
@@ -134,6 +142,11 @@ export class SkbKeeper {
         this.child.send(msg, (err) => err && this.log.warn({ conn: meta.connId, err: err.message }, 'could not ask the splice keeper to reset a pair'));
       },
     };
+  }
+
+  /** Forks the keeper ahead of the first pair (the SKB datapath is attached); a no-op while one runs. */
+  prepare(): void {
+    this.ensure();
   }
 
   /** Agent exit: let the keeper go (it finishes its pairs and exits); new pairs stay with the agent. */

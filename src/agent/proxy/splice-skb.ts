@@ -20,10 +20,11 @@
 // passes to user space wait in a psock queue that the kernel discards when the socket reaches
 // TCP_CLOSE or leaves the map, and that stalls behind bytes redirected into the same socket.
 //
-// With a splice keeper (skb-keeper.ts), the post-handover phase runs there instead: right after
-// the handover, with both sockets still unread, their fds go to the keeper; once it holds them
-// the agent closes its own, so the connection outlives the agent's process. Until then, and when
-// the keeper is unavailable or refuses, the pair stays here.
+// With a splice keeper (skb-keeper.ts), the post-handover phase moves there: once a handed-over
+// pair has lived keeper.afterMs (short connections stay here: passing costs two IPC round
+// trips), with neither stream ended, its fds go to the keeper; once it holds them the agent
+// closes its own, so the connection outlives the agent's process. Until then, and when the
+// keeper is unavailable or refuses, the pair stays here.
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -321,14 +322,25 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       mode = 'kernel';
       handoverMs = Date.now() - started;
       phase = 'final';
-      if (passToKeeper()) return; // nothing reads the sockets until the keeper answers
+      const keeper = opts.keeper;
+      if (keeper && keeper.afterMs <= 0 && passToKeeper()) return; // nothing reads the sockets until the keeper answers
       flow(); // Node keeps reading: from now on it can only see the end of each stream
+      if (keeper && keeper.afterMs > 0) {
+        setTimeout(() => {
+          if (!passToKeeper()) flow();
+        }, keeper.afterMs).unref();
+      }
     };
 
-    // Called right after the handover: both sockets unread (stopped since the draining), every
-    // byte we read already in the peer's send queue, so the keeper starts from a clean state.
+    // The pair goes to the keeper only once nothing but the kernel moves its bytes: after the
+    // handover, and before either stream ended here (a FIN Node has read is the agent's to
+    // carry on; the keeper reads the sockets afresh and would not see it again). Reading stops
+    // in the same synchronous step, so no end of stream can slip in between.
     const passToKeeper = (): boolean => {
-      if (!opts.keeper) return false;
+      if (!opts.keeper || finished || mode !== 'kernel' || keeperState) return false;
+      if (ends.some((e) => e.sock.destroyed || e.fd === undefined)) return false;
+      // _readableState.ended: Node has read the end of the stream, though it may not have emitted 'end' yet.
+      if (dirs.some((d) => d.srcEnded || d.done || (d.src.sock as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended)) return false;
       const meta = {
         connId: opts.connId ?? `${down.cookie}`,
         listener: opts.listener ?? '',
@@ -342,6 +354,14 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       const t = opts.keeper.transfer(meta, down.fd!, up.fd!);
       if (!t) return false;
       keeperState = 'pending';
+      for (const d of dirs) {
+        const h = handleOf(d.src.sock);
+        if (h?.readStop && h.readStart && !stopped.has(h)) {
+          h.readStop();
+          h.reading = true; // as during the draining: Node must not start it again behind our back
+          stopped.add(h);
+        }
+      }
       void t.adopted.then((ok) => {
         if (finished) {
           // We reset the connection meanwhile: the keeper's copies must go too.
