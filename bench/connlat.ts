@@ -7,7 +7,8 @@
 // of docs/benchmarks.md and the chart docs/benchmarks-connlat.svg. The middlebox's own share is
 // the CPU of the processes in its namespace (the proxy: HAProxy or the agent), from /proc/PID/stat.
 //   --seconds S (default 5)   --concurrency 1,16   --modes direct,haproxy,embedded-user,...
-//   --no-write   --profile DIR (the agent runs with node --cpu-prof, its profile written to DIR)
+//   --no-write   --profile DIR (the agent runs with node --cpu-prof, its profile written to DIR; with
+//                it the xdp listener was not applied within 30 s, cause not found: profile userspace/skb)
 //   --agent-root DIR (run the agent of another checkout, with node_modules, e.g. the code before a change)
 //   --warmup S (default 1: connections before a mode's first run, not counted)
 //   --tw-reuse 0|1|2 (net.ipv4.tcp_tw_reuse in the namespaces, default 1; see timeWaitReuse)
@@ -147,7 +148,7 @@ async function startEmbedded(t: BenchTopology, env: BpfTestEnv): Promise<Agent> 
   // --cpu-prof is not allowed in NODE_OPTIONS, so it goes on the agent's command line.
   const proc =
     PROFILE_DIR || AGENT_ROOT !== ROOT
-      ? t.mb.spawn(process.execPath, [...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : []), '--import', 'tsx', join(AGENT_ROOT, 'src', 'cli.ts'), ...agentArgs], {
+      ? t.mb.spawn(process.execPath, [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), '--import', 'tsx', join(AGENT_ROOT, 'src', 'cli.ts'), ...agentArgs], {
           cwd: AGENT_ROOT,
           env: { ...process.env, LOG_LEVEL: 'warn' },
           stdio: ['ignore', 'pipe', 'pipe'],
