@@ -7,8 +7,9 @@
 // of docs/benchmarks.md and the chart docs/benchmarks-connlat.svg. The middlebox's own share is
 // the CPU of the processes in its namespace (the proxy: HAProxy or the agent), from /proc/PID/stat.
 //   --seconds S (default 5)   --concurrency 1,16   --modes direct,haproxy,embedded-user,...
-//   --no-write   --profile DIR (the agent runs with node --cpu-prof, its profile written to DIR; with
-//                it the xdp listener was not applied within 30 s, cause not found: profile userspace/skb)
+//   --no-write   --profile DIR (the agent runs with node --cpu-prof, its profile written to DIR; the
+//                profiler's SIGPROF interrupts the verifier, which stops with EAGAIN when a signal is
+//                pending: the XDP program fails to load and the xdp mode cannot run under --profile)
 //   --agent-root DIR (run the agent of another checkout, with node_modules, e.g. the code before a change)
 //   --warmup S (default 1: connections before a mode's first run, not counted)
 //   --tw-reuse 0|1|2 (net.ipv4.tcp_tw_reuse in the namespaces, default 1; see timeWaitReuse)
