@@ -1,7 +1,10 @@
 // The splice keeper's protocol guards, and the agent side's fallback: when the keeper cannot take
 // a pair (here the real keeper, which cannot open the SKB maps and exits), the pair stays with the
 // caller, counted, and the sockets still work. The kernel side is in test/system/agent-restart.test.ts.
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { socketFd } from '../../src/agent/bpf/socket-syscalls.js';
@@ -25,6 +28,7 @@ describe('splice keeper protocol', () => {
     expect(isAgentToKeeper({ type: 'socket', connId: 'a', role: 'down', meta })).toBe(true);
     expect(isAgentToKeeper({ type: 'socket', connId: 'a', role: 'up' })).toBe(true);
     expect(isAgentToKeeper({ type: 'reset', connId: 'a', reason: 'x' })).toBe(true);
+    expect(isAgentToKeeper({ type: 'forget', connId: 'a' })).toBe(true);
     expect(isAgentToKeeper({ type: 'socket', connId: 'a', role: 'side' })).toBe(false);
     expect(isAgentToKeeper({ type: 'reset', connId: 'a' })).toBe(false);
     expect(isAgentToKeeper({ type: 'socket', role: 'up' })).toBe(false);
@@ -79,5 +83,33 @@ describe('SkbKeeper when the keeper cannot take a pair', () => {
     const got = new Promise<string>((r) => b.once('data', (d: Buffer) => r(d.toString())));
     a.write('still here');
     expect(await got).toBe('still here');
+  }, 30_000);
+
+  it('a keeper that does not answer in time: the pair stays with the caller, and the keeper is told to forget what it got', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'exds-keeper-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    // A stand-in keeper (its argv[2] is where the real one finds its pins): it records what
+    // arrives and never answers.
+    const entry = join(dir, 'silent-keeper.mjs');
+    const record = join(dir, 'record.txt');
+    writeFileSync(
+      entry,
+      `import { appendFileSync } from 'node:fs';
+process.on('message', (m, h) => appendFileSync(process.argv[2], m.type + (h ? '+handle' : '') + '\\n'));
+process.on('disconnect', () => process.exit(0));
+`,
+    );
+    appendFileSync(record, '');
+    const registry = new Registry();
+    const keeper = new SkbKeeper({ pinDir: record, entry, logger: silentLogger(), registry, adoptTimeoutMs: 500 });
+    cleanup.push(() => keeper.close());
+    const [a, b] = await socketPair();
+    const t = keeper.transfer(meta, socketFd(a), socketFd(b));
+    expect(await t!.adopted).toBe(false);
+    const metric = await registry.getSingleMetric('exds_skb_keeper_pairs_total')!.get();
+    expect(metric.values).toEqual([{ labels: { outcome: 'agent_keeper_unavailable' }, value: 1 }]);
+    const until = Date.now() + 5000;
+    while (readFileSync(record, 'utf8') !== 'socket+handle\nsocket+handle\nforget\n' && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(readFileSync(record, 'utf8')).toBe('socket+handle\nsocket+handle\nforget\n');
   }, 30_000);
 });

@@ -73,6 +73,21 @@ process.on('message', (msg: unknown, handle: unknown) => {
     pairs.get(msg.connId)?.reset(msg.reason);
     return;
   }
+  if (msg.type === 'forget') {
+    // Our copies only: the agent holds the sockets and carries on with them (it gave up waiting
+    // for us, possibly after we had started the pair).
+    const p = pending.get(msg.connId);
+    pending.delete(msg.connId);
+    for (const s of [p?.down, p?.up]) s?.destroy();
+    const kept = pairs.get(msg.connId);
+    if (kept) {
+      pairs.delete(msg.connId);
+      kept.abandon();
+      log.warn({ conn: msg.connId }, 'the agent kept a pair this keeper had started (it answered too late)');
+      exitWhenIdle();
+    }
+    return;
+  }
   // A raw TCP handle: wrapping it ourselves (allowHalfOpen from the start) keeps a peer's FIN
   // from being answered with ours before the pair is watched.
   let sock: net.Socket | undefined;

@@ -38,6 +38,8 @@ export interface KeptPair {
   done: Promise<KeeperEndReport>;
   /** Resets both sockets (the agent gave up on the pair). */
   reset(reason: string): void;
+  /** Lets go of the pair without touching it (the agent keeps it): our fds close, `done` never settles. */
+  abandon(): void;
 }
 
 /** Takes over a handed-over pair. Both sockets: allowHalfOpen, not read by anyone else. */
@@ -52,7 +54,7 @@ export function keepPair(downstream: Socket, upstream: Socket, meta: KeeperPairM
     for (const e of ends) if (e.fd !== undefined) closeSync(e.fd);
     for (const e of ends) e.sock.resetAndDestroy();
     const report: KeeperEndReport = { mode: 'kernel', end: 'error', error: `cannot inspect the sockets the agent passed: ${(err as Error).message}`, kernelBytes: { downstreamToUpstream: '0', upstreamToDownstream: '0' } };
-    return { done: Promise.resolve(report), reset: () => undefined };
+    return { done: Promise.resolve(report), reset: () => undefined, abandon: () => undefined };
   }
   const [down, up] = ends as [End, End];
   const dirs = [new Direction('downstreamToUpstream', down, up, meta.downstreamToUpstream), new Direction('upstreamToDownstream', up, down, meta.upstreamToDownstream)] as const;
@@ -151,16 +153,19 @@ export function keepPair(downstream: Socket, upstream: Socket, meta: KeeperPairM
       resetBoth('error', state === PairState.BROKEN ? `${d.name}: the redirect to the peer socket failed (peer gone)` : `${d.name}: bytes reached user space after the handover (pair state ${state ?? 'gone'})`);
     });
     d.src.sock.on('end', () => {
+      if (finished) return;
       d.srcEnded = true;
       waitDrained(d)
         .then(() => {
+          if (finished) return;
           d.done = true;
           if (!d.dst.sock.destroyed) d.dst.sock.end();
           finish();
         })
-        .catch((e: Error) => resetBoth('error', e.message));
+        .catch((e: Error) => !finished && resetBoth('error', e.message));
     });
     d.src.sock.on('error', (e: NodeJS.ErrnoException) => {
+      if (finished) return;
       if (e.code === 'ECONNRESET' || e.code === 'EPIPE') resetBoth('reset');
       else resetBoth('error', `${d.name}: ${e.message}`);
     });
@@ -179,6 +184,13 @@ export function keepPair(downstream: Socket, upstream: Socket, meta: KeeperPairM
     done,
     reset(reason: string) {
       if (!finished) resetBoth('reset', reason);
+    },
+    abandon() {
+      if (finished) return;
+      finished = true; // every handler above stops here
+      stopIdle();
+      releaseFds();
+      for (const e of ends) e.sock.destroy();
     },
   };
 }

@@ -29,7 +29,9 @@ export type AgentToKeeper =
   /** One socket of a pair (the handle rides with it); the first of the two carries the meta. */
   | { type: 'socket'; connId: string; role: 'down' | 'up'; meta?: KeeperPairMeta }
   /** The agent gave up on a pair it had sent (it reset its side): reset both sockets. */
-  | { type: 'reset'; connId: string; reason: string };
+  | { type: 'reset'; connId: string; reason: string }
+  /** The agent keeps a pair it started to send (a socket did not go, or no answer in time): close what arrived, touch nothing. */
+  | { type: 'forget'; connId: string };
 
 export type KeeperEnd = 'fin' | 'reset' | 'error' | 'idle';
 
@@ -55,6 +57,7 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 export function isAgentToKeeper(v: unknown): v is AgentToKeeper {
   if (!isObj(v) || typeof v['connId'] !== 'string') return false;
   if (v['type'] === 'socket') return v['role'] === 'down' || v['role'] === 'up';
+  if (v['type'] === 'forget') return true;
   return v['type'] === 'reset' && typeof v['reason'] === 'string';
 }
 

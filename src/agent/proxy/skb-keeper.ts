@@ -21,6 +21,8 @@ export interface SkbKeeperOptions {
   registry?: Registry;
   /** Wait at least this long before forking again after a keeper failed (default 5 s). */
   respawnDelayMs?: number;
+  /** A pair the keeper has not adopted within this long stays with the agent (default 10 s). */
+  adoptTimeoutMs?: number;
   /** The keeper's entry (default: skb-keeper-entry.mjs next to this module). */
   entry?: string;
   /**
@@ -45,6 +47,7 @@ interface Transfer {
   settleEnded: (r: KeeperEndReport) => void;
   adopted: boolean | undefined;
   wrappers: net.Socket[];
+  stopTimer?: () => void;
 }
 
 const DEFAULT_ENTRY = fileURLToPath(new URL('./skb-keeper-entry.mjs', import.meta.url));
@@ -101,13 +104,22 @@ export class SkbKeeper {
     const fail = (reason: string, outcome: Outcome) => {
       if (t.adopted !== undefined) return;
       t.adopted = false;
+      clearTimeout(adoptTimer);
       this.transfers.delete(meta.connId);
       for (const w of t.wrappers) w.destroy();
+      // The keeper may hold one of the two: it must let go of it, or the socket outlives our close.
+      if (child.connected) {
+        const forget: AgentToKeeper = { type: 'forget', connId: meta.connId };
+        child.send(forget, (err) => err && this.log.debug({ conn: meta.connId, err: err.message }, 'could not tell the splice keeper to forget a pair'));
+      }
       this.count(outcome);
       this.log.warn({ conn: meta.connId, reason }, 'the splice keeper did not take the pair; the agent keeps it (it ends if the agent goes)');
       settleAdopted(false);
     };
     this.transfers.set(meta.connId, t);
+    const adoptTimer = setTimeout(() => fail(`no answer from the splice keeper within ${this.o.adoptTimeoutMs ?? 10_000} ms`, 'agent_keeper_unavailable'), this.o.adoptTimeoutMs ?? 10_000);
+    adoptTimer.unref();
+    t.stopTimer = () => clearTimeout(adoptTimer);
     try {
       for (const [role, fd] of [
         ['down', downFd],
@@ -200,6 +212,7 @@ export class SkbKeeper {
       case 'adopted':
         if (t.adopted !== undefined) return;
         t.adopted = true;
+        t.stopTimer?.();
         for (const w of t.wrappers) w.destroy();
         t.wrappers = [];
         this.count('keeper');
@@ -208,6 +221,7 @@ export class SkbKeeper {
       case 'refused':
         if (t.adopted !== undefined) return;
         t.adopted = false;
+        t.stopTimer?.();
         this.transfers.delete(m.connId);
         for (const w of t.wrappers) w.destroy();
         this.count('agent_keeper_refused');
@@ -234,6 +248,7 @@ export class SkbKeeper {
         t.settleEnded({ mode: 'kernel', end: 'error', error: `the splice keeper (pid ${child.pid}) exited (${signal ?? `code ${code}`}) while it held the pair`, kernelBytes: { downstreamToUpstream: '0', upstreamToDownstream: '0' } });
       } else if (t.adopted === undefined) {
         t.adopted = false;
+        t.stopTimer?.();
         for (const w of t.wrappers) w.destroy();
         this.count('agent_keeper_unavailable');
         this.log.warn({ conn: connId }, 'the splice keeper exited before it took the pair; the agent keeps it');

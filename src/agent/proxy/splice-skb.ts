@@ -327,7 +327,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       flow(); // Node keeps reading: from now on it can only see the end of each stream
       if (keeper && keeper.afterMs > 0) {
         setTimeout(() => {
-          if (!passToKeeper()) flow();
+          if (!finished && !passToKeeper()) flow();
         }, keeper.afterMs).unref();
       }
     };
