@@ -76,7 +76,7 @@ function connlatLines(doc: string): string[] {
   const conc = /^(\d+) connections/.exec(ha?.t.heading ?? '')?.[1];
   if (rh && ru && rd) {
     out.push(
-      `- **Short connections, ${conc ?? 'many'} at a time** (100 B request, 1 KiB answer): the embedded proxy sets up ${ru.toFixed(0)} connections/s, ${x(ru / rh)} HAProxy's ${rh.toFixed(0)} (direct routing ${rd.toFixed(0)}); CPU per connection ${x((num(user, 'CPU ms') ?? NaN) / (num(ha, 'CPU ms') ?? NaN))} HAProxy's.`,
+      `- **Short connections, ${conc ?? 'many'} at a time** (100 B request, 1 KiB answer): the embedded proxy sets up ${ru.toFixed(0)} connections/s, ${x(ru / rh)} HAProxy's ${rh.toFixed(0)} (direct routing ${rd.toFixed(0)}); the proxy's own CPU per connection ${x((num(user, 'middlebox processes') ?? NaN) / (num(ha, 'middlebox processes') ?? NaN))} HAProxy's (the whole machine's, with clients and servers: ${x((num(user, 'CPU ms') ?? NaN) / (num(ha, 'CPU ms') ?? NaN))}).`,
     );
   } else out.push('- Short connections: not in the report yet (run `npm run bench:connlat`).');
   const [lh, lu, ld] = [lat('HAProxy'), lat('embedded proxy (userspace)'), lat('direct routing')];

@@ -29,11 +29,11 @@ const connlat = `<!-- bench:connlat:start -->
 
 ### 16 connections at a time (rate)
 
-| mode | connections/s | vs direct | vs HAProxy | first byte p50 / p99 (ms) | complete p50 / p99 (ms) | CPU ms per 1000 connections | vs HAProxy | errors |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|
-| direct routing | 3,000 | 1.00x | 1.50x | 1 / 2 | 1 / 2 | 500 | 0.50x | 0 |
-| HAProxy | 2000 | 0.67x | 1.00x | 1 / 2 | 1 / 2 | 1000 | 1.00x | 0 |
-| embedded proxy (userspace) | 500 | 0.17x | 0.25x | 1 / 2 | 1 / 2 | 3000 | 3.00x | 0 |
+| mode | connections/s | vs direct | vs HAProxy | first byte p50 / p99 (ms) | complete p50 / p99 (ms) | CPU ms per 1000 connections | vs HAProxy | middlebox processes, CPU ms per 1000 connections | vs HAProxy | errors |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| direct routing | 3,000 | 1.00x | 1.50x | 1 / 2 | 1 / 2 | 500 | 0.50x | 0 | – | 0 |
+| HAProxy | 2000 | 0.67x | 1.00x | 1 / 2 | 1 / 2 | 1000 | 1.00x | 200 | 1.00x | 0 |
+| embedded proxy (userspace) | 500 | 0.17x | 0.25x | 1 / 2 | 1 / 2 | 3000 | 3.00x | 400 | 2.00x | 0 |
 <!-- bench:connlat:end -->`;
 
 const run: SummaryRun = {
@@ -78,7 +78,7 @@ describe('report-summary', () => {
     expect(s).toContain('1.0 2.0 3.0 before, 2.0 2.0 3.0 after');
     expect(s).toContain('**SKB splice, one bulk flow**: 3.00 Gbit/s, 0.75× direct routing and 1.50× HAProxy; CPU per GB 1.25× direct routing\'s and 0.83× HAProxy\'s.');
     expect(s).toContain('**XDP splice, one bulk flow**: 1.90 Gbit/s, 0.95× the minimal XDP forwarder (the XDP limit on veth) at 1.10× its CPU per GB.');
-    expect(s).toContain('the embedded proxy sets up 500 connections/s, 0.25× HAProxy\'s 2000 (direct routing 3000); CPU per connection 3.00× HAProxy\'s.');
+    expect(s).toContain('the embedded proxy sets up 500 connections/s, 0.25× HAProxy\'s 2000 (direct routing 3000); the proxy\'s own CPU per connection 2.00× HAProxy\'s (the whole machine\'s, with clients and servers: 3.00×).');
     expect(s).toContain('p50 / p99 1.20 / 6.00 ms through the embedded proxy, 0.60 / 3.00 ms through HAProxy, 0.50 / 2.00 ms routed directly');
     expect(s).toContain('The veth caveat');
   });
