@@ -333,9 +333,9 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
     };
 
     // The pair goes to the keeper only once nothing but the kernel moves its bytes: after the
-    // handover, and before either stream ended here (a FIN Node has read is the agent's to
-    // carry on; the keeper reads the sockets afresh and would not see it again). Reading stops
-    // in the same synchronous step, so no end of stream can slip in between.
+    // handover, and before either stream ended here (once Node has read a FIN, the agent is
+    // already ending that direction, and two processes must not both do it). Reading stops in
+    // the same synchronous step, so no end of stream can slip in between.
     const passToKeeper = (): boolean => {
       if (!opts.keeper || finished || mode !== 'kernel' || keeperState) return false;
       if (ends.some((e) => e.sock.destroyed || e.fd === undefined)) return false;
