@@ -10,9 +10,9 @@ import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SkbMaps } from '../bpf/datapath-skb.js';
-import { PairState } from '../bpf/layout-skb.js';
-import { bytesWritten, dupFd, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
+import { dupFd, socketFd } from '../bpf/socket-syscalls.js';
 import { watchKernelIdle } from './idle-watch.js';
+import { afterHandoverError, redirectedBytes, waitSendQueueTook } from './skb-drain.js';
 import type { KeeperDirection, KeeperEnd, KeeperEndReport, KeeperPairMeta } from './skb-keeper-protocol.js';
 
 interface End {
@@ -112,29 +112,12 @@ export function keepPair(downstream: Socket, upstream: Socket, meta: KeeperPairM
   // queued and everything the kernel redirected from src (bytes_received counts the FIN as one).
   const waitDrained = (d: Direction): Promise<void> => {
     if (d.src.fd === undefined || d.dst.fd === undefined) return Promise.resolve();
-    const dstFd = d.dst.fd;
     try {
-      const redirected = tcpInfo(d.src.fd).bytesReceived - 1n - BigInt(d.before.consumed + d.src.sock.bytesRead);
-      d.kernelBytes = redirected > 0n ? redirected : 0n;
+      d.kernelBytes = redirectedBytes(d.src.fd, d.before.consumed + d.src.sock.bytesRead);
     } catch (e) {
       return Promise.reject(e as Error);
     }
-    const target = BigInt(d.before.queued) + d.kernelBytes;
-    const t0 = Date.now();
-    return new Promise<void>((res, rej) => {
-      const check = () => {
-        let written: bigint;
-        try {
-          written = bytesWritten(tcpInfo(dstFd));
-        } catch (e) {
-          return rej(e as Error);
-        }
-        if (written >= target) return res();
-        if (Date.now() - t0 > meta.drainTimeoutMs) return rej(new Error(`${d.name}: ${target - written} bytes did not reach the peer socket within ${meta.drainTimeoutMs} ms`));
-        setTimeout(check, 1);
-      };
-      check();
-    });
+    return waitSendQueueTook(d.dst.fd, BigInt(d.before.queued) + d.kernelBytes, meta.drainTimeoutMs, d.name);
   };
 
   const stopIdle = watchKernelIdle([downstream, upstream], meta.idleTimeoutMs, (quietMs) => {
@@ -150,7 +133,7 @@ export function keepPair(downstream: Socket, upstream: Socket, meta: KeeperPairM
       if (finished) return;
       mode = 'broken';
       const state = maps?.pair(d.src.cookie)?.state;
-      resetBoth('error', state === PairState.BROKEN ? `${d.name}: the redirect to the peer socket failed (peer gone)` : `${d.name}: bytes reached user space after the handover (pair state ${state ?? 'gone'})`);
+      resetBoth('error', afterHandoverError(d.name, state));
     });
     d.src.sock.on('end', () => {
       if (finished) return;

@@ -29,8 +29,8 @@ import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SkbMaps } from '../bpf/datapath-skb.js';
-import { PairState } from '../bpf/layout-skb.js';
-import { bytesWritten, dupFd, recvNonBlocking, socketCookie, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
+import { dupFd, recvNonBlocking, socketCookie, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
+import { afterHandoverError, redirectedBytes, waitSendQueueTook } from './skb-drain.js';
 import type { SkbKeeper } from './skb-keeper.js';
 
 /** kernel: handed over; fallback: maps were there but the connection was copied to its end;
@@ -402,7 +402,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
     const onDataAfterHandover = (d: Direction) => {
       const state = maps!.pair(d.src.cookie!)?.state;
       mode = 'broken';
-      resetBoth('error', state === PairState.BROKEN ? `${d.name}: the redirect to the peer socket failed (peer gone)` : `${d.name}: bytes reached user space after the handover (pair state ${state ?? 'gone'})`);
+      resetBoth('error', afterHandoverError(d.name, state));
     };
 
     // FIN must not overtake redirected bytes: the kernel queues them to dst asynchronously. The
@@ -410,31 +410,12 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
     // has taken them all, and ours.
     const waitDrained = (d: Direction): Promise<void> => {
       if (mode !== 'kernel' || d.src.fd === undefined || d.dst.fd === undefined) return Promise.resolve();
-      const srcFd = d.src.fd;
-      const dstFd = d.dst.fd;
       try {
-        // bytes_received counts the peer's FIN as one byte (it takes a sequence number).
-        const redirected = tcpInfo(srcFd).bytesReceived - 1n - BigInt(d.consumed());
-        d.kernelBytes = redirected > 0n ? redirected : 0n;
+        d.kernelBytes = redirectedBytes(d.src.fd, d.consumed());
       } catch (e) {
         return Promise.reject(e as Error);
       }
-      const target = BigInt(d.queued) + d.kernelBytes;
-      const t0 = Date.now();
-      return new Promise<void>((res, rej) => {
-        const check = () => {
-          let written: bigint;
-          try {
-            written = bytesWritten(tcpInfo(dstFd));
-          } catch (e) {
-            return rej(e as Error);
-          }
-          if (written >= target) return res();
-          if (Date.now() - t0 > drainTimeoutMs) return rej(new Error(`${d.name}: ${target - written} bytes did not reach the peer socket within ${drainTimeoutMs} ms`));
-          setTimeout(check, 1);
-        };
-        check();
-      });
+      return waitSendQueueTook(d.dst.fd, BigInt(d.queued) + d.kernelBytes, drainTimeoutMs, d.name);
     };
 
     for (const d of dirs) {
