@@ -3,6 +3,7 @@
 // connections keep flowing meanwhile (--detach-on-exit removes them instead).
 import type { Command } from 'commander';
 import { parseHostPort, parseOneOf, parsePort } from './arg-parsers.js';
+import { stopOnSignals } from './stop-on-signal.js';
 
 
 interface Flags {
@@ -67,25 +68,7 @@ export function registerAgent(program: Command): void {
         fail(err instanceof AgentStartError ? err.message : `could not start: ${(err as Error).stack ?? String(err)}`);
       }
       process.stderr.write(`ebpf-xds agent ${agent.nodeId}: xDS ${flags.controlPlane}, metrics on ${flags.metricsHost}:${agent.metricsPort}, proxy ${flags.proxy}\n`);
-      let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'stopping');
-        agent.stop().then(
-          () => {
-            logger.flush();
-            process.exit(0);
-          },
-          (err: unknown) => {
-            logger.error({ err }, 'error while stopping');
-            logger.flush();
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
+      stopOnSignals(logger, () => agent.stop());
     });
 }
 

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import type { ControlPlane, ControlPlaneOptions } from '../control-plane.js';
 import { parsePort, parsePositiveInt } from './arg-parsers.js';
+import { stopOnSignals } from './stop-on-signal.js';
 
 
 interface Flags {
@@ -69,25 +70,7 @@ export function registerControlPlane(program: Command): void {
         fail(err instanceof StartupError ? err.message : `could not start: ${(err as Error).message}`);
       }
       process.stderr.write(`ebpf-xds control plane: xDS on ${flags.xdsHost}:${cp.xdsPort}, API on ${cp.apiUrl} (docs: ${cp.apiUrl}/docs)\n`);
-      let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'stopping');
-        cp.close().then(
-          () => {
-            logger.flush();
-            process.exit(0);
-          },
-          (err: unknown) => {
-            logger.error({ err }, 'error while stopping');
-            logger.flush();
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
+      stopOnSignals(logger, () => cp.close());
     });
 }
 
