@@ -29,6 +29,12 @@ export interface ProxyProcess {
   metrics(): Promise<string>;
   /** Everything it logged so far (pino JSON lines). */
   logs(): string;
+  /**
+   * The log lines that contain `text`, once there are at least `count` of them. A connection's
+   * last line comes after its peers saw its end (the proxy logs once both sockets closed), so
+   * tests wait for it rather than read the log at once.
+   */
+  logLines(text: string, count?: number, timeoutMs?: number): Promise<string[]>;
   /** Closes stdin, waits for a clean exit. */
   stop(): Promise<void>;
 }
@@ -69,6 +75,15 @@ export async function startProxyProcess(host: Host, o: ProxyProcessOptions): Pro
     stats: async () => (await ask({ cmd: 'stats' }, 'stats'))['stats'] as ProxyStats,
     metrics: async () => (await ask({ cmd: 'metrics' }, 'metrics'))['text'] as string,
     logs: () => stderr,
+    async logLines(text, count = 1, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const lines = stderr.split('\n').filter((l) => l.includes(text));
+        if (lines.length >= count) return lines;
+        if (Date.now() > deadline) throw new Error(`the proxy logged ${lines.length} of ${count} lines with ${text} in ${timeoutMs} ms; its log ends:\n${stderr.slice(-3000)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.stdin!.end();

@@ -156,7 +156,7 @@ describe('embedded proxy in a middlebox namespace', () => {
     expect(sample(m, 'exds_proxy_sni_total', { listener: 'sni', outcome: 'sni_found' })).toBe(2);
     expect(sample(m, 'exds_proxy_sni_total', { listener: 'sni', outcome: 'not_tls' })).toBe(1);
     // Every line of a connection carries its id.
-    const lines = proxy.logs().split('\n').filter((l) => l.includes('"connection closed"'));
+    const lines = await proxy.logLines('"connection closed"', 3);
     expect(lines).toHaveLength(3);
     for (const l of lines) expect(JSON.parse(l)).toHaveProperty('conn');
     await proxy.stop();
