@@ -29,7 +29,7 @@ import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SkbMaps } from '../bpf/datapath-skb.js';
-import { dupFd, recvNonBlocking, socketCookie, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
+import { dupFd, inq, recvNonBlocking, sendNonBlocking, socketCookie, socketFd, tcpInfo } from '../bpf/socket-syscalls.js';
 import { afterHandoverError, redirectedBytes, waitSendQueueTook } from './skb-drain.js';
 import type { SkbKeeper } from './skb-keeper.js';
 
@@ -52,6 +52,8 @@ export interface SpliceReport {
   fallbackReason?: FallbackReason;
   /** Milliseconds from the start of the splice to the handover. */
   handoverMs?: number;
+  /** Handover attempts that ran out of time before the one that worked, or before giving up. */
+  handoverRetries?: number;
   downstreamToUpstream: DirectionReport;
   upstreamToDownstream: DirectionReport;
   /** fin: both directions ended in order; reset: an RST ended it; error: a local failure; idle: the keeper's idle timeout closed it. */
@@ -63,9 +65,10 @@ export interface SkbSpliceOptions {
   /** The pinned SKB maps; without them the sockets are piped in user space. */
   maps?: SkbMaps;
   /**
-   * How long the handover may keep both sockets unread while our bytes drain into the peers'
-   * send queues (default 2 s). After that the connection is copied in user space to its end.
-   * 0 gives up at the first look when user space holds bytes in flight (tests use it).
+   * How long one handover attempt may keep both sockets unread while our bytes drain into the
+   * peers' send queues (default 2 s). After that user space copies again and tries later,
+   * HANDOVER_ATTEMPTS times in all, then copies the connection to its end. 0 gives up at the
+   * first look when user space holds bytes in flight, without retrying (tests use it).
    */
   handoverTimeoutMs?: number;
   /** How long ending a direction may wait for the kernel's bytes (default 30 s). */
@@ -129,10 +132,15 @@ interface StreamHandle {
 
 const TCP_ESTABLISHED = 1;
 
-// Scratch space for recv(): every use is synchronous and copies out what it keeps, so one
-// buffer serves every splice of the process (a fresh one per connection cost measurable GC).
-let scratch: Buffer | undefined;
-const rawBuffer = () => (scratch ??= Buffer.allocUnsafe(256 * 1024));
+// How much more than was queued when it began one pass of step 1 reads before it waits (below).
+const ALIGN_SLACK = 1 << 20;
+// What one recv() of step 1 may take beyond the queue's size: bytes that arrive between FIONREAD
+// and recv() (a GRO skb is at most 64 KB).
+const RECV_SLACK = 64 * 1024;
+// A handover attempt that runs out of time (a starved proxy, a slow peer) is retried after a
+// backoff, so that a moment's load does not leave a long connection in user space for good.
+const HANDOVER_ATTEMPTS = 4;
+const RETRY_BACKOFF_MS = 250;
 
 export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceOptions = {}): Promise<SpliceReport> {
   const maps = opts.maps;
@@ -165,6 +173,8 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
   let drainingSince = 0;
   let fallbackReason: FallbackReason | undefined;
   let handoverMs: number | undefined;
+  let retries = 0;
+  let retryTimer: NodeJS.Timeout | undefined;
   let end: SpliceReport['end'] = 'fin';
   let error: string | undefined;
   let finished = false;
@@ -202,6 +212,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       mode,
       ...(fallbackReason && mode === 'fallback' ? { fallbackReason } : {}),
       ...(handoverMs !== undefined ? { handoverMs } : {}),
+      ...(retries > 0 ? { handoverRetries: retries } : {}),
       downstreamToUpstream: dirs[0].report(),
       upstreamToDownstream: dirs[1].report(),
       end,
@@ -256,29 +267,84 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
 
     const giveUp = (why: FallbackReason) => {
       if (phase === 'final') return;
+      if (retryTimer) clearTimeout(retryTimer);
       fallbackReason = why;
       phase = 'final';
       flow(); // copy at full speed from now on
     };
 
-    // Step 1: stop reading; hand Node's buffered bytes on; read each socket until it holds
-    // nothing (EAGAIN). Repeated whenever Node managed to read meanwhile (alignedAt tells), since
+    // Out of time while draining: copy on for a while, and try again.
+    const retryLater = () => {
+      if (phase !== 'draining') return;
+      if (drainTimer) clearTimeout(drainTimer);
+      drainTimer = undefined;
+      if (handoverTimeoutMs <= 0 || retries + 1 >= HANDOVER_ATTEMPTS) return giveUp('queued-in-user-space');
+      const delay = RETRY_BACKOFF_MS * 2 ** retries;
+      retries++;
+      log?.debug({ retries, delayMs: delay }, 'handover: bytes still in flight in user space; copying, retrying later');
+      phase = 'copy';
+      flow(); // Node reads again
+      retryTimer = setTimeout(() => {
+        retryTimer = undefined;
+        maybeHandover();
+      }, delay);
+    };
+
+    // A failed send (the peer reset) leaves the bytes to Node's write, which reports it as usual.
+    const sendDirect = (fd: number, c: Buffer): number => {
+      try {
+        return sendNonBlocking(fd, c);
+      } catch {
+        return 0;
+      }
+    };
+
+    // Step 1: stop reading; hand Node's buffered bytes on; read each socket until its receive
+    // queue is empty. Repeated whenever Node managed to read meanwhile (alignedAt tells), since
     // Node's last read may have ended inside an skb. (Reading exactly FIONREAD bytes is not
     // enough: TCP coalesces a newly arrived skb into the tail of the receive queue, so the old
     // end of the queue can end up inside an skb; an empty queue has no tail to grow.)
+    // A recv() that returns less than its buffer ran out of queue: TCP holds the socket while
+    // it copies (arrivals wait in the backlog) and frees each skb it has copied whole, so that
+    // recv() left the queue empty, whatever arrives next. Waiting for EAGAIN instead can take
+    // forever when the sender is faster than this loop (measured: a starved proxy read a whole
+    // 100 MB stream here). One recv() a little larger than the queue usually settles it; a pass
+    // reads at most what was queued when it began plus ALIGN_SLACK, and if that ends it, the
+    // next pass comes after our writes are flushed (maybeHandover).
     const align = () => {
-      const rawBuf = rawBuffer();
       flow();
       for (const d of dirs) {
         // read() hands Node's buffered bytes to the 'data' handler, which forwards them
         while (d.src.sock.readableLength > 0 && d.src.sock.read() !== null);
-        for (;;) {
-          const n = recvNonBlocking(d.src.fd!, rawBuf);
-          if (!n) break; // EAGAIN, or end of stream (Node sees it too)
-          d.rawRead += n;
-          forward(d, Buffer.from(rawBuf.subarray(0, n)));
+        const chunks: Buffer[] = [];
+        let budget = inq(d.src.fd!) + ALIGN_SLACK;
+        let empty = false;
+        while (!empty && budget > 0) {
+          // Sized to the queue, so that a connection with nothing queued (most short ones)
+          // allocates nothing.
+          const queued = inq(d.src.fd!);
+          if (queued === 0) {
+            empty = true;
+            break;
+          }
+          const buf = Buffer.allocUnsafe(queued + RECV_SLACK);
+          const n = recvNonBlocking(d.src.fd!, buf) ?? 0;
+          if (n > 0) chunks.push(buf.subarray(0, n));
+          budget -= n;
+          empty = n < buf.length; // 0: end of stream, which Node sees too
         }
-        d.alignedAt = d.src.sock.bytesRead;
+        // Forwarded after reading: a write can take long enough for more bytes to arrive. When
+        // nothing of ours is in flight, straight into dst's kernel send queue: if it takes them
+        // all, the handover follows at once, while the receive queues are still (nearly) empty.
+        for (const c of chunks) {
+          d.rawRead += c.length;
+          const sent = d.flushed === d.queued && d.dst.sock.writableLength === 0 ? sendDirect(d.dst.fd!, c) : 0;
+          d.userBytes += sent;
+          d.queued += sent;
+          d.flushed += sent;
+          if (sent < c.length) forward(d, sent > 0 ? c.subarray(sent) : c);
+        }
+        d.alignedAt = empty ? d.src.sock.bytesRead : -1;
       }
     };
 
@@ -289,18 +355,25 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       // The kernel takes only ESTABLISHED sockets into a SOCKHASH: once either side has
       // half-closed, the connection is copied to its end.
       if (dirs.some((d) => d.srcEnded || d.done)) return giveUp('half-closed');
+      if (retryTimer) return; // copying until the next attempt
       try {
         if (phase === 'copy') {
           phase = 'draining';
           drainingSince = Date.now();
-          align();
-        } else if (dirs.some((d) => d.src.sock.bytesRead !== d.alignedAt || d.src.sock.readableLength > 0)) {
-          align();
+          flow(); // reading stops here
         }
-        if (dirs.some((d) => d.flushed !== d.queued)) {
-          if (Date.now() - drainingSince >= handoverTimeoutMs) giveUp('queued-in-user-space');
+        // Step 2 before (re)reading: while our writes drain, the receive queues fill and the
+        // senders stop at the window, so a pass can find an end.
+        const waitFlush = () => {
+          if (!dirs.some((d) => d.flushed !== d.queued)) return false;
+          if (Date.now() - drainingSince >= handoverTimeoutMs) retryLater();
           else if (handoverTimeoutMs > 0) drainTimer ??= setTimeout(onDrainTimeout, handoverTimeoutMs);
-          return; // each flush calls us again
+          return true; // each flush calls us again
+        };
+        if (waitFlush()) return;
+        if (dirs.some((d) => d.src.sock.bytesRead !== d.alignedAt || d.src.sock.readableLength > 0)) {
+          align();
+          if (waitFlush()) return;
         }
         const states = ends.map((e) => tcpInfo(e.fd!).state);
         if (states.some((st) => st !== TCP_ESTABLISHED)) {
@@ -394,7 +467,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
     let drainTimer: NodeJS.Timeout | undefined;
     const onDrainTimeout = () => {
       drainTimer = undefined;
-      if (phase === 'draining' && !finished) giveUp('queued-in-user-space');
+      if (!finished) retryLater();
     };
 
     // After the handover no byte should reach user space: the verdict passes one only when a
@@ -434,7 +507,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
       d.src.sock.on('end', () => {
         if (keeperState === 'kept') return;
         d.srcEnded = true;
-        if (phase === 'draining') giveUp('half-closed');
+        giveUp('half-closed'); // no-op once handed over (phase final)
         waitDrained(d)
           .then(() => {
             d.done = true;
@@ -452,6 +525,7 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
         if (keeperState === 'kept') return;
         closed.add(d.src.sock);
         if (drainTimer) clearTimeout(drainTimer);
+        if (retryTimer) clearTimeout(retryTimer);
         // A socket closes normally once it has read its peer's FIN and we have shut its write
         // side. Closed any other way (destroyed locally, reset): do not leave the other open.
         if (!(d.srcEnded && from(d.dst).done) && !finished) resetBoth('reset');
