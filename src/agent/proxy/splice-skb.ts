@@ -317,12 +317,13 @@ export function spliceSkb(downstream: Socket, upstream: Socket, opts: SkbSpliceO
         // read() hands Node's buffered bytes to the 'data' handler, which forwards them
         while (d.src.sock.readableLength > 0 && d.src.sock.read() !== null);
         const chunks: Buffer[] = [];
-        let budget = inq(d.src.fd!) + ALIGN_SLACK;
+        let budget: number | undefined; // set from the first FIONREAD of the pass
         let empty = false;
-        while (!empty && budget > 0) {
+        while (!empty && (budget === undefined || budget > 0)) {
           // Sized to the queue, so that a connection with nothing queued (most short ones)
           // allocates nothing.
           const queued = inq(d.src.fd!);
+          budget ??= queued + ALIGN_SLACK;
           if (queued === 0) {
             empty = true;
             break;
